@@ -1,0 +1,298 @@
+"""One stem → one archive: temp file, streaming, compression backend, verify, delete sources.
+
+The archive is written to a temp file in the output folder and renamed onto ``STEM.zip`` only
+when it is complete (and verified, when asked). Whatever goes wrong, no ``STEM.zip`` is left
+half-written and no temp file stays behind; sources are deleted only after the archive is in
+place, fsynced and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import threading
+import time
+import traceback
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ._errors import SourceChangedError, StemError, StemTimeout, VerifyError
+from ._plan import TEMP_PREFIX, TEMP_SUFFIX, ArchiveOptions, SourceFile, StemPlan
+from ._report import StemResult
+
+__all__ = ["deflate_backend", "write_archive"]
+
+log = logging.getLogger("zipkit")
+
+try:  # ISA-L: standard deflate streams, several times faster than zlib
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - exercised where isal is not installed
+    _isal_zlib = None
+
+_METHODS = {
+    "deflate": zipfile.ZIP_DEFLATED,
+    "stored": zipfile.ZIP_STORED,
+    "bzip2": zipfile.ZIP_BZIP2,
+    "lzma": zipfile.ZIP_LZMA,
+}
+_DEFAULT_LEVEL = 6
+ByteSink = Callable[[int], None]
+
+
+def _isal_level(level: int) -> int:
+    """zlib level → the ISA-L level of similar intent (ISA-L has 0..3)."""
+    return 0 if level <= 1 else 1 if level <= 3 else 2 if level <= 6 else 3
+
+
+def deflate_backend(options: ArchiveOptions) -> str:
+    """Name of the compressor these options use, e.g. ``'isal-2'``, ``'zlib-6'``, ``'stored'``."""
+    if options.compression != "deflate":
+        lvl = "" if options.compression in ("stored", "lzma") or options.level is None else f"-{options.level}"
+        return f"{options.compression}{lvl}"
+    level = _DEFAULT_LEVEL if options.level is None else options.level
+    use_isal = (
+        options.deflate_backend == "isal"
+        or (options.deflate_backend == "auto" and _isal_zlib is not None and level > 0)
+    )
+    if use_isal:
+        if _isal_zlib is None:
+            raise StemError("deflate_backend='isal' but the isal package is not installed")
+        return f"isal-{_isal_level(level)}"
+    return f"zlib-{level}"
+
+
+def _raw_deflater(backend: str):
+    """A raw-deflate compressobj (wbits=-15) for ``backend`` as named by :func:`deflate_backend`."""
+    kind, level = backend.split("-")
+    if kind == "isal":
+        return _isal_zlib.compressobj(int(level), zlib.DEFLATED, -15)
+    return zlib.compressobj(int(level), zlib.DEFLATED, -15)
+
+
+def _zip_time(seconds: float) -> tuple[int, int, int, int, int, int]:
+    t = time.localtime(seconds)
+    if t.tm_year < 1980:
+        return (1980, 1, 1, 0, 0, 0)
+    if t.tm_year > 2107:
+        return (2107, 12, 31, 23, 59, 58)
+    return t[:6]
+
+
+def _fixed_time(epoch: int | None) -> tuple[int, int, int, int, int, int]:
+    if epoch is None:
+        return (1980, 1, 1, 0, 0, 0)
+    t = time.gmtime(max(epoch, 315532800))  # no earlier than 1980-01-01 UTC
+    return t[:6] if t.tm_year <= 2107 else (2107, 12, 31, 23, 59, 58)
+
+
+def _same(st: os.stat_result, size: int, mtime_ns: int) -> bool:
+    return st.st_size == size and st.st_mtime_ns == mtime_ns
+
+
+class _Deadline:
+    """Raises :class:`StemTimeout` once ``seconds`` have passed.
+
+    Checked between chunks; in a process's main thread a timer signal also interrupts a read
+    that blocks (a FIFO, a hung network mount).
+    """
+
+    def __init__(self, stem: str, seconds: float | None):
+        self.stem = stem
+        self.seconds = seconds
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def check(self) -> None:
+        if self.at is not None and time.monotonic() > self.at:
+            raise StemTimeout(f"stem {self.stem!r} took longer than its timeout of {self.seconds:g} s",
+                              stem=self.stem)
+
+    @contextlib.contextmanager
+    def armed(self) -> Iterator[None]:
+        use_signal = (
+            self.seconds is not None
+            and hasattr(signal, "setitimer")
+            and threading.current_thread() is threading.main_thread()
+        )
+        if not use_signal:
+            yield
+            return
+
+        def _fire(signum, frame):
+            self.check()
+
+        old = signal.signal(signal.SIGALRM, _fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds + 0.05, 0.25)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, backend: str,
+                deadline: _Deadline, on_bytes: ByteSink | None, stem: str) -> os.stat_result:
+    """Stream one file into ``zf``; return its stat as read (for the delete step)."""
+    with open(f.path, "rb") as src:
+        st = os.fstat(src.fileno())
+        if options.reproducible:
+            zinfo = zipfile.ZipInfo(f.name, _fixed_time(options.source_date_epoch))
+            zinfo.external_attr = 0o100644 << 16
+        else:
+            zinfo = zipfile.ZipInfo(f.name, _zip_time(st.st_mtime))
+            zinfo.external_attr = (st.st_mode & 0xFFFF) << 16
+        zinfo.create_system = 3
+        zinfo.compress_type = _METHODS[options.compression]
+        if options.level is not None and options.compression in ("deflate", "bzip2"):
+            zinfo._compresslevel = options.level  # zipfile's own per-member level slot
+        zinfo.file_size = st.st_size  # lets zipfile choose ZIP64 up front for big members
+        buf = bytearray(options.chunk_size)
+        view = memoryview(buf)
+        total = 0
+        with zf.open(zinfo, "w") as dst:
+            if options.compression == "deflate" and getattr(dst, "_compressor", None) is not None:
+                dst._compressor = _raw_deflater(backend)
+            while True:
+                n = src.readinto(buf)
+                if not n:
+                    break
+                dst.write(view[:n])
+                total += n
+                if on_bytes is not None:
+                    on_bytes(n)
+                deadline.check()
+        after = os.fstat(src.fileno())
+    if total != st.st_size or not _same(after, st.st_size, st.st_mtime_ns):
+        raise SourceChangedError(
+            f"{f.path} changed while it was read (size {st.st_size} → {after.st_size}, "
+            f"{total} bytes read); stem {stem!r} not archived", stem=stem, path=f.path)
+    return st
+
+
+def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
+    """Re-read every member of ``tmp``: names, sizes and CRCs must be as written."""
+    try:
+        with zipfile.ZipFile(tmp) as zf:
+            infos = zf.infolist()
+            names = [i.filename for i in infos]
+            if sorted(names) != sorted(expected):
+                raise VerifyError(f"archive of stem {stem!r} holds {names}, expected {sorted(expected)}",
+                                  stem=stem)
+            for info in infos:
+                if info.file_size != expected[info.filename]:
+                    raise VerifyError(f"{info.filename} in stem {stem!r}: size {info.file_size}, "
+                                      f"expected {expected[info.filename]}", stem=stem)
+                got = 0
+                with zf.open(info) as member:  # zipfile checks the CRC at the end of the stream
+                    while data := member.read(chunk):
+                        got += len(data)
+                if got != info.file_size:
+                    raise VerifyError(f"{info.filename} in stem {stem!r}: read {got} bytes, "
+                                      f"expected {info.file_size}", stem=stem)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise VerifyError(f"archive of stem {stem!r} failed verification: {e}", stem=stem) from e
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _delete_sources(stem: StemPlan, read: dict[str, os.stat_result]) -> list[str]:
+    """Delete the stem's sources if none changed since it was read; all or none."""
+    doomed = [f for f in stem.files if f.name not in stem.keep]
+    for f in doomed:
+        st = read[f.name]
+        now = os.stat(f.path)
+        if not _same(now, st.st_size, st.st_mtime_ns):
+            raise SourceChangedError(
+                f"{f.path} changed after it was archived; no source of stem {stem.stem!r} deleted",
+                stem=stem.stem, path=f.path)
+    deleted = []
+    for f in doomed:
+        os.unlink(f.path)
+        deleted.append(f.name)
+    if deleted:
+        _fsync_dir(stem.files[0].path.parent)
+    return deleted
+
+
+def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
+                  on_bytes: ByteSink | None = None) -> StemResult:
+    """Write ``stem``'s archive and return what happened; never raises for a stem's failure.
+
+    ``on_bytes`` is called with the number of source bytes read after each chunk.
+    ``KeyboardInterrupt`` is cleaned up after and re-raised.
+    """
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    names = stem.names
+    if stem.action == "skip":
+        return StemResult(stem.stem, stem.archive, names, stem.bytes, 0, 0.0, "skipped",
+                          message=stem.reason)
+    tmp: Path | None = None
+    deadline = _Deadline(stem.stem, options.timeout)
+    try:
+        backend = deflate_backend(options)
+        with deadline.armed():
+            fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{run_id}-", suffix=TEMP_SUFFIX,
+                                            dir=stem.archive.parent)
+            tmp = Path(tmp_name)
+            read: dict[str, os.stat_result] = {}
+            with open(fd, "wb") as raw:
+                with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression],
+                                     allowZip64=True) as zf:
+                    for f in stem.files:
+                        read[f.name] = _add_member(zf, f, options, backend, deadline, on_bytes, stem.stem)
+                raw.flush()
+                if options.durable or options.delete_sources:
+                    os.fsync(raw.fileno())
+            if options.verify:
+                _verify(tmp, {n: read[n].st_size for n in names}, stem.stem, options.chunk_size)
+            deadline.check()
+        os.replace(tmp, stem.archive)
+        tmp = None
+        if options.durable or options.delete_sources:
+            _fsync_dir(stem.archive.parent)
+        size_out = stem.archive.stat().st_size
+        deleted: list[str] = []
+        if options.delete_sources:
+            deleted = _delete_sources(stem, read)
+        return StemResult(
+            stem.stem, stem.archive, names, sum(s.st_size for s in read.values()), size_out,
+            time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),
+            compressor=backend, cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
+        )
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if not isinstance(e, Exception):
+            raise
+        status = "timed_out" if isinstance(e, StemTimeout) else "failed"
+        archived = stem.archive.exists() and tmp is None and not isinstance(e, StemTimeout)
+        msg = str(e)
+        if isinstance(e, OSError) and not isinstance(e, StemError):
+            msg = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
+        log.warning("stem %s %s: %s", stem.stem, status.replace("_", " "), msg)
+        return StemResult(
+            stem.stem, stem.archive if archived else None, names, 0, 0, time.perf_counter() - t0,
+            status, error_type=type(e).__name__, message=msg,
+            traceback="".join(traceback.format_exception(type(e), e, e.__traceback__)),
+            cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
+        )
+
+
+def _peak_rss() -> int:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

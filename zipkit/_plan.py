@@ -1,0 +1,569 @@
+"""Scan folders once, match files to stems, and build the :class:`Plan` of what would be written.
+
+Nothing in this module writes to disk.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ._errors import NothingToDo, SourceError, UnsafeStemError, UsageError
+from ._table import format_bytes, html_table, text_table
+
+__all__ = [
+    "ArchiveOptions",
+    "Plan",
+    "SourceFile",
+    "StemPlan",
+    "match_stem",
+    "normalize_extensions",
+    "plan",
+]
+
+log = logging.getLogger("zipkit")
+
+MatchMode = Literal["prefix", "contains"]
+Overwrite = Literal["always", "never", "update"]
+Compression = Literal["deflate", "stored", "bzip2", "lzma"]
+
+COMPRESSIONS = ("deflate", "stored", "bzip2", "lzma")
+OVERWRITE_POLICIES = ("always", "never", "update")
+MATCH_MODES = ("prefix", "contains")
+TEMP_PREFIX = ".zipkit-"
+TEMP_SUFFIX = ".tmp"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One regular file as seen by the scan: where it is, how big, when last changed."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """How each archive is written; the same for every stem of a plan."""
+
+    compression: Compression = "deflate"
+    level: int | None = None
+    deflate_backend: Literal["auto", "zlib", "isal"] = "auto"
+    verify: bool = False
+    delete_sources: bool = False
+    reproducible: bool = False
+    source_date_epoch: int | None = None
+    durable: bool = False
+    timeout: float | None = None
+    chunk_size: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class StemPlan:
+    """One stem: its files (sorted by name), its archive, and what the run will do with it.
+
+    ``action`` is ``"create"`` (no archive yet), ``"overwrite"`` or ``"skip"``;
+    ``reason`` says why for the last two. ``keep`` names files that are never deleted
+    (files shared with other stems in ``contains`` mode).
+    """
+
+    stem: str
+    files: tuple[SourceFile, ...]
+    archive: Path
+    action: Literal["create", "overwrite", "skip"] = "create"
+    reason: str = ""
+    keep: frozenset[str] = frozenset()
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.files)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run would do, computed without writing anything.
+
+    ``stems`` holds every stem that has files (including those to skip); ``unmatched`` the
+    files that fit no stem; ``empty_stems`` the stems that have no files (no archive is made
+    for them); ``contested`` the files that several stems fit, with those stems (the longest
+    wins in ``prefix`` mode; in ``contains`` mode the file goes into each and is never
+    deleted); ``ignored`` entries that are not used, with the reason (folders, FIFOs, links
+    leaving the source folder, zipkit's own archives and temp files).
+    """
+
+    source: Path
+    output: Path
+    extensions: tuple[str, ...]
+    match: MatchMode
+    overwrite: Overwrite
+    options: ArchiveOptions
+    stems: tuple[StemPlan, ...]
+    unmatched: tuple[Path, ...] = ()
+    empty_stems: tuple[str, ...] = ()
+    contested: tuple[tuple[Path, tuple[str, ...]], ...] = ()
+    ignored: tuple[tuple[Path, str], ...] = ()
+    marker_source: Path | None = None
+
+    @property
+    def to_write(self) -> tuple[StemPlan, ...]:
+        """The stems whose archive will be (re)written."""
+        return tuple(s for s in self.stems if s.action != "skip")
+
+    @property
+    def to_skip(self) -> tuple[StemPlan, ...]:
+        return tuple(s for s in self.stems if s.action == "skip")
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes to read: the files of the stems to write."""
+        return sum(s.bytes for s in self.to_write)
+
+    @property
+    def file_count(self) -> int:
+        return sum(len(s.files) for s in self.to_write)
+
+    def summary_line(self) -> str:
+        return (
+            f"{len(self.to_write)} archive(s) to write from {self.file_count} file(s) "
+            f"({format_bytes(self.total_bytes)}), {len(self.to_skip)} skipped, "
+            f"{len(self.unmatched)} unmatched file(s), {len(self.empty_stems)} stem(s) without files"
+        )
+
+    def to_records(self) -> list[dict[str, object]]:
+        """One dict per stem: stem, archive, action, reason, files, bytes."""
+        return [
+            {"stem": s.stem, "archive": str(s.archive), "action": s.action, "reason": s.reason,
+             "files": list(s.names), "bytes": s.bytes}
+            for s in self.stems
+        ]
+
+    def _rows(self) -> list[list[object]]:
+        return [[s.stem, len(s.files), format_bytes(s.bytes), s.action, s.reason] for s in self.stems]
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if self.unmatched:
+            names = ", ".join(p.name for p in self.unmatched[:10])
+            more = f" … and {len(self.unmatched) - 10} more" if len(self.unmatched) > 10 else ""
+            notes.append(f"unmatched files ({len(self.unmatched)}): {names}{more}")
+        if self.empty_stems:
+            names = ", ".join(self.empty_stems[:10])
+            more = f" … and {len(self.empty_stems) - 10} more" if len(self.empty_stems) > 10 else ""
+            notes.append(f"stems without files, no archive ({len(self.empty_stems)}): {names}{more}")
+        for path, stems in self.contested[:10]:
+            notes.append(f"{path.name} fits several stems: {', '.join(stems)}")
+        if len(self.contested) > 10:
+            notes.append(f"… {len(self.contested) - 10} more files fit several stems")
+        for path, why in self.ignored[:10]:
+            notes.append(f"ignored {path.name}: {why}")
+        if len(self.ignored) > 10:
+            notes.append(f"… {len(self.ignored) - 10} more ignored entries")
+        return notes
+
+    def __str__(self) -> str:
+        head = f"zipkit plan: {self.source} -> {self.output}\n{self.summary_line()}\n"
+        table = text_table(["stem", "files", "size", "action", "reason"], self._rows())
+        return "\n".join([head + table, *self._notes()])
+
+    def _repr_html_(self) -> str:
+        import html
+
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self._notes())
+        return (
+            f"<div class='zipkit-plan'><p><b>zipkit plan</b>: {html.escape(self.summary_line())}</p>"
+            + html_table(["stem", "files", "size", "action", "reason"], self._rows(),
+                         css_class="zipkit-plan-table")
+            + (f"<ul>{notes}</ul>" if notes else "")
+            + "</div>"
+        )
+
+
+def normalize_extensions(extensions: str | Iterable[str], what: str = "extensions") -> tuple[str, ...]:
+    """``['CSV', '.out']`` → ``('csv', 'out')``; longest first so ``tar.gz`` beats ``gz``."""
+    if isinstance(extensions, str):
+        extensions = [extensions]
+    out: list[str] = []
+    for ext in extensions:
+        if not isinstance(ext, str):
+            raise UsageError(f"{what}: expected strings, got {ext!r}")
+        e = ext.strip().lstrip(".").lower()
+        if not e or "/" in e or "\\" in e or "\0" in e or "*" in e:
+            raise UsageError(f"{what}: invalid extension {ext!r}")
+        if e not in out:
+            out.append(e)
+    if not out:
+        raise UsageError(f"{what}: give at least one extension")
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+def _split_ext(name: str, extensions: Sequence[str]) -> str | None:
+    """The stem of ``name`` if it ends in ``.ext`` for one of ``extensions`` (case-insensitive)."""
+    low = name.lower()
+    for ext in extensions:
+        if low.endswith("." + ext) and len(name) > len(ext) + 1:
+            return name[: -len(ext) - 1]
+    return None
+
+
+def match_stem(name: str, stems: frozenset[str] | set[str]) -> list[str]:
+    """Every stem that ``name`` belongs to under the prefix rule, longest first.
+
+    ``name`` belongs to ``S`` when it starts with ``S`` followed by a character that is not a
+    letter or digit (``S.csv``, ``S_x.csv``, ``S-x``, ``S x``).
+    """
+    fits = []
+    for i in range(len(name) - 1, 0, -1):
+        if not name[i].isalnum() and name[:i] in stems:
+            fits.append(name[:i])
+    return fits
+
+
+def _match_contains(name: str, stems: Sequence[str]) -> list[str]:
+    """The old tool's rule: every stem that occurs anywhere in ``name``, longest first."""
+    return sorted((s for s in stems if s in name), key=len, reverse=True)
+
+
+def _check_stem(stem: str) -> None:
+    bad = (
+        not stem
+        or stem in (".", "..")
+        or any(c in stem for c in ("/", "\\", "\0"))
+        or os.path.isabs(stem)
+    )
+    if bad:
+        raise UnsafeStemError(f"stem {stem!r} would escape the output folder; refused", stem=stem)
+
+
+def _folder(path: str | os.PathLike[str], what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise SourceError(f"{what} does not exist: {p}", path=p)
+    if not p.is_dir():
+        raise SourceError(f"{what} is not a folder: {p}", path=p)
+    return p
+
+
+@dataclass
+class _Scan:
+    files: list[SourceFile] = field(default_factory=list)
+    ignored: list[tuple[Path, str]] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+
+def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str] = frozenset()) -> _Scan:
+    """One listing of ``folder``: regular files whose name ends in one of ``extensions``.
+
+    Links are followed when they point to a regular file inside ``folder``'s tree; others are
+    ignored with a reason, as are folders, FIFOs, sockets and zipkit's temp files.
+    """
+    out = _Scan()
+    real_root = os.path.realpath(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        raise SourceError(f"cannot list {folder}: {e.strerror}", path=folder) from e
+    out.names = {e.name for e in entries}
+    for entry in entries:
+        name = entry.name
+        if _split_ext(name, extensions) is None:
+            continue
+        path = Path(entry.path)
+        if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+            out.ignored.append((path, "zipkit temp file"))
+            continue
+        if name in skip_names:
+            out.ignored.append((path, "an archive this run writes"))
+            continue
+        try:
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                inside = os.path.commonpath([real_root, target]) == real_root
+                if not os.path.isfile(target):
+                    out.ignored.append((path, "symlink to something that is not a regular file"))
+                    continue
+                if not inside:
+                    out.ignored.append((path, "symlink to a file outside the source folder"))
+                    continue
+                st = os.stat(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+            else:
+                kind = "folder" if entry.is_dir(follow_symlinks=False) else "not a regular file"
+                out.ignored.append((path, kind))
+                continue
+        except OSError as e:  # vanished between listing and stat
+            out.ignored.append((path, f"cannot stat: {e.strerror}"))
+            continue
+        out.files.append(SourceFile(path, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _select_markers(
+    folder: Path,
+    extensions: Sequence[str],
+    *,
+    pattern: str | None,
+    contains: Sequence[str],
+    not_contains: Sequence[str],
+    regex: str | None,
+    min_size_kb: float | None,
+    max_size_kb: float | None,
+) -> list[str]:
+    """Stems of the marker files in ``folder`` that pass the old tool's filters."""
+    try:
+        rx = re.compile(regex) if regex else None
+    except re.error as e:
+        raise UsageError(f"regex {regex!r} is not a valid regular expression: {e}") from e
+    stems = []
+    for f in _scan(folder, extensions).files:
+        stem = _split_ext(f.name, extensions)
+        assert stem is not None
+        if pattern and not fnmatch.fnmatchcase(stem, f"*{pattern}*"):
+            continue
+        if any(c not in stem for c in contains) or any(c in stem for c in not_contains):
+            continue
+        if rx and not rx.search(stem):
+            continue
+        kb = f.size / 1024
+        if (min_size_kb is not None and kb < min_size_kb) or (max_size_kb is not None and kb > max_size_kb):
+            continue
+        stems.append(stem)
+    return stems
+
+
+def _as_list(value: str | Sequence[str] | None, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{what}: expected a string or a list of strings, got {value!r}")
+    return list(value)
+
+
+def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
+                    overwrite: Overwrite) -> tuple[Literal["create", "overwrite", "skip"], str]:
+    if not exists:
+        return "create", ""
+    if overwrite == "always":
+        return "overwrite", "archive exists"
+    if overwrite == "never":
+        return "skip", "archive exists"
+    # update: skip only an archive newer than every member that holds exactly the same names
+    try:
+        st = archive.stat()
+        with zipfile.ZipFile(archive) as zf:
+            names = sorted(zf.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        return "overwrite", f"existing archive unreadable ({e.__class__.__name__}); rebuilt"
+    if names != sorted(f.name for f in files):
+        return "overwrite", "members differ"
+    if any(f.mtime_ns > st.st_mtime_ns for f in files):
+        return "overwrite", "a member is newer"
+    return "skip", "up to date"
+
+
+def plan(
+    source: str | os.PathLike[str],
+    extensions: str | Sequence[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    stems_from: str | os.PathLike[str] | None = None,
+    stem_extensions: str | Sequence[str] | None = None,
+    stems: Iterable[str] | None = None,
+    match: MatchMode = "prefix",
+    pattern: str | None = None,
+    contains: str | Sequence[str] | None = None,
+    not_contains: str | Sequence[str] | None = None,
+    regex: str | None = None,
+    min_size_kb: float | None = None,
+    max_size_kb: float | None = None,
+    overwrite: Overwrite = "always",
+    compression: Compression = "deflate",
+    level: int | None = None,
+    deflate_backend: Literal["auto", "zlib", "isal"] = "auto",
+    verify: bool = False,
+    delete_sources: bool = False,
+    reproducible: bool = False,
+    durable: bool = False,
+    timeout: float | None = None,
+    allow_empty: bool = False,
+) -> Plan:
+    """Work out which archives a run would write, without writing anything.
+
+    Parameters
+    ----------
+    source
+        Folder of the files to zip (scanned once, not recursively).
+    extensions
+        Extensions of the files to put in archives, case-insensitive, with or without a dot.
+    output
+        Folder for the archives (created by the run); defaults to ``source``.
+    stems_from, stem_extensions
+        Take the stems from marker files in this folder with these extensions instead of
+        from the data files' own names.
+    stems
+        Give the stems directly instead (a list of names).
+    match
+        ``"prefix"`` (default): a file belongs to the longest stem it starts with, followed by
+        a character that is not a letter or digit. ``"contains"``: the old tool's substring rule.
+    pattern, contains, not_contains, regex, min_size_kb, max_size_kb
+        Marker filters on the marker's stem (glob ``*pattern*``, all substrings, none of the
+        substrings, ``re.search``) and size in KiB.
+    overwrite
+        ``"always"``, ``"never"`` (skip existing archives) or ``"update"`` (skip archives newer
+        than all their members and holding exactly the same names).
+    compression, level, deflate_backend, verify, delete_sources, reproducible, durable, timeout
+        How each archive is written; see :func:`zipkit.zip_by_extension`.
+    allow_empty
+        Return an empty plan instead of raising :class:`NothingToDo` when no file matches.
+
+    Returns
+    -------
+    Plan
+
+    Examples
+    --------
+    >>> p = plan("output/csv", ["csv"], "output/zip", stems_from="models",
+    ...          stem_extensions=["yml"])  # doctest: +SKIP
+    >>> print(p)  # doctest: +SKIP
+    """
+    exts = normalize_extensions(extensions)
+    if match not in MATCH_MODES:
+        raise UsageError(f"match must be one of {', '.join(MATCH_MODES)}, not {match!r}")
+    if overwrite not in OVERWRITE_POLICIES:
+        raise UsageError(f"overwrite must be one of {', '.join(OVERWRITE_POLICIES)}, not {overwrite!r}")
+    if compression not in COMPRESSIONS:
+        raise UsageError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+    if deflate_backend not in ("auto", "zlib", "isal"):
+        raise UsageError(f"deflate_backend must be auto, zlib or isal, not {deflate_backend!r}")
+    if level is not None:
+        top = {"deflate": 9, "bzip2": 9, "lzma": 9, "stored": 0}[compression]
+        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= top:
+            raise UsageError(f"level for {compression} must be an integer 0..{top}, not {level!r}")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if stems is not None and stems_from is not None:
+        raise UsageError("give either stems or stems_from, not both")
+    src = _folder(source, "source folder")
+    out = Path(output).expanduser() if output is not None else src
+    if out.exists() and not out.is_dir():
+        raise SourceError(f"output is not a folder: {out}", path=out)
+
+    sde = None
+    if reproducible:
+        raw = os.environ.get("SOURCE_DATE_EPOCH")
+        if raw:
+            try:
+                sde = int(raw)
+            except ValueError:
+                raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, not {raw!r}") from None
+    options = ArchiveOptions(
+        compression=compression, level=level, deflate_backend=deflate_backend,
+        verify=verify or delete_sources, delete_sources=delete_sources,
+        reproducible=reproducible, source_date_epoch=sde, durable=durable,
+        timeout=float(timeout) if timeout is not None else None,
+    )
+
+    # Stems given up front (marker folder or list)
+    marker_folder = None
+    wanted: list[str] | None = None
+    if stems is not None:
+        wanted = _as_list(list(stems), "stems")
+    elif stems_from is not None:
+        if not stem_extensions:
+            raise UsageError("stems_from needs stem_extensions (the marker files' extensions)")
+        marker_folder = _folder(stems_from, "stems_from folder")
+        wanted = _select_markers(
+            marker_folder, normalize_extensions(stem_extensions, "stem_extensions"),
+            pattern=pattern, contains=_as_list(contains, "contains"),
+            not_contains=_as_list(not_contains, "not_contains"), regex=regex,
+            min_size_kb=min_size_kb, max_size_kb=max_size_kb,
+        )
+    if wanted is not None:
+        wanted = sorted(set(wanted))
+        for s in wanted:
+            _check_stem(s)
+
+    # Archives of this run must never be inputs: skip them when the folders coincide.
+    same_folder = out.is_dir() and os.path.realpath(out) == os.path.realpath(src)
+    scan = _scan(src, exts)
+    out_names = scan.names if same_folder else ({e.name for e in os.scandir(out)} if out.is_dir() else set())
+    if same_folder:
+        if wanted is not None:
+            own = frozenset(f"{s}.zip" for s in wanted)
+        else:
+            own = frozenset(f"{_split_ext(f.name, exts)}.zip" for f in scan.files)
+        kept = [f for f in scan.files if f.name not in own]
+        scan.ignored += [(f.path, "an archive this run writes") for f in scan.files if f.name in own]
+        scan.files = kept
+
+    groups: dict[str, list[SourceFile]] = {}
+    unmatched: list[Path] = []
+    contested: list[tuple[Path, tuple[str, ...]]] = []
+    keep: dict[str, set[str]] = {}
+    if wanted is None:
+        for f in scan.files:
+            stem = _split_ext(f.name, exts)
+            assert stem is not None
+            groups.setdefault(stem, []).append(f)
+    else:
+        stem_set = frozenset(wanted)
+        for f in scan.files:
+            fits = match_stem(f.name, stem_set) if match == "prefix" else _match_contains(f.name, wanted)
+            if not fits:
+                unmatched.append(f.path)
+                continue
+            if len(fits) > 1:
+                contested.append((f.path, tuple(fits)))
+            targets = fits[:1] if match == "prefix" else fits
+            for s in targets:
+                groups.setdefault(s, []).append(f)
+                if len(targets) > 1:
+                    keep.setdefault(s, set()).add(f.name)
+
+    stem_plans = []
+    for stem in sorted(groups):
+        try:
+            _check_stem(stem)
+        except UnsafeStemError:
+            for f in groups[stem]:
+                scan.ignored.append((f.path, f"stem {stem!r} would escape the output folder"))
+            continue
+        files = tuple(sorted(groups[stem], key=lambda f: f.name))
+        archive = out / f"{stem}.zip"
+        action, reason = _archive_action(archive, files, archive.name in out_names, overwrite)
+        stem_plans.append(StemPlan(stem, files, archive, action, reason, frozenset(keep.get(stem, ()))))
+
+    empty = tuple(s for s in (wanted or []) if s not in groups)
+    result = Plan(
+        source=src, output=out, extensions=exts, match=match, overwrite=overwrite,
+        options=options, stems=tuple(stem_plans), unmatched=tuple(sorted(unmatched)),
+        empty_stems=empty, contested=tuple(sorted(contested)),
+        ignored=tuple(sorted(scan.ignored)), marker_source=marker_folder,
+    )
+    for p, why in result.ignored:
+        log.info("ignored %s: %s", p, why)
+    if not result.stems and not allow_empty:
+        what = f"no file in {src} has extension {', '.join(exts)}"
+        if wanted is not None:
+            what = (f"no file in {src} with extension {', '.join(exts)} matches any of "
+                    f"{len(wanted)} stem(s)" if wanted else "no marker file selected any stem")
+        raise NothingToDo(f"nothing to do: {what}")
+    return result

@@ -1,0 +1,256 @@
+"""The outcome of a run as a value: per-stem results, totals, tables and the JSON error report."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from ._table import format_bytes, html_table, text_table
+
+__all__ = ["Report", "StemResult"]
+
+Status = Literal["ok", "skipped", "failed", "timed_out", "cancelled"]
+
+
+@dataclass(frozen=True)
+class StemResult:
+    """What happened to one stem.
+
+    ``status`` is ``ok``, ``skipped``, ``failed``, ``timed_out`` or ``cancelled``; failures carry
+    ``error_type``, ``message`` and ``traceback``. ``attempts`` > 1 means the stem was run again
+    after its worker died.
+    """
+
+    stem: str
+    archive: Path | None
+    files: tuple[str, ...]
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+    status: Status
+    error_type: str | None = None
+    message: str = ""
+    traceback: str = ""
+    verified: bool = False
+    deleted: tuple[str, ...] = ()
+    compressor: str = ""
+    attempts: int = 1
+    cpu_seconds: float = 0.0
+    peak_rss: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "skipped")
+
+    def to_record(self) -> dict[str, object]:
+        d = asdict(self)
+        d["archive"] = str(self.archive) if self.archive else None
+        d["files"] = list(self.files)
+        d["deleted"] = list(self.deleted)
+        return d
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of a run: one :class:`StemResult` per stem plus what the plan left out.
+
+    In Jupyter it renders as a table; ``print(report)`` gives a text table. ``report.failed``
+    lists failed and timed-out stems; ``report.to_records()`` gives plain dicts.
+    """
+
+    results: tuple[StemResult, ...]
+    seconds: float
+    workers: int
+    executor: str
+    source: Path | None = None
+    output: Path | None = None
+    unmatched: tuple[Path, ...] = ()
+    empty_stems: tuple[str, ...] = ()
+    contested: tuple[tuple[Path, tuple[str, ...]], ...] = ()
+    ignored: tuple[tuple[Path, str], ...] = ()
+    notes: tuple[str, ...] = ()
+    error_report: Path | None = None
+    started: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+
+    # --- selections -------------------------------------------------------------------------
+    def _with(self, *statuses: str) -> tuple[StemResult, ...]:
+        return tuple(r for r in self.results if r.status in statuses)
+
+    @property
+    def ok(self) -> tuple[StemResult, ...]:
+        """Stems whose archive was written."""
+        return self._with("ok")
+
+    @property
+    def skipped(self) -> tuple[StemResult, ...]:
+        return self._with("skipped")
+
+    @property
+    def failed(self) -> tuple[StemResult, ...]:
+        """Stems that failed or timed out."""
+        return self._with("failed", "timed_out")
+
+    @property
+    def timed_out(self) -> tuple[StemResult, ...]:
+        return self._with("timed_out")
+
+    @property
+    def cancelled(self) -> tuple[StemResult, ...]:
+        return self._with("cancelled")
+
+    @property
+    def success(self) -> bool:
+        """True when no stem failed, timed out or was cancelled."""
+        return not self.failed and not self.cancelled
+
+    def __getitem__(self, stem: str) -> StemResult:
+        for r in self.results:
+            if r.stem == stem:
+                return r
+        raise KeyError(stem)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    # --- totals -----------------------------------------------------------------------------
+    @property
+    def bytes_in(self) -> int:
+        return sum(r.bytes_in for r in self.ok)
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(r.bytes_out for r in self.ok)
+
+    @property
+    def throughput(self) -> float:
+        """Bytes of input archived per second of wall time."""
+        return self.bytes_in / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_utilisation(self) -> float:
+        """Worker CPU seconds over ``workers × wall seconds`` (0..1)."""
+        cpu = sum(r.cpu_seconds for r in self.results)
+        return min(1.0, cpu / (self.workers * self.seconds)) if self.seconds > 0 and self.workers else 0.0
+
+    @property
+    def peak_rss(self) -> int:
+        """Largest resident memory seen in one worker, in bytes."""
+        return max((r.peak_rss for r in self.results), default=0)
+
+    @property
+    def advice(self) -> str | None:
+        """One line of tuning advice when the run was bound by something the user can change."""
+        done = [r for r in self.results if r.status == "ok"]
+        if not done or self.seconds < 0.5:
+            return None
+        compressors = {r.compressor for r in done}
+        if len(done) < self.workers and self.workers > 1:
+            return (f"only {len(done)} stem(s) for {self.workers} workers: the extra workers idled; "
+                    f"use workers={len(done)} or split the data into more stems")
+        if any(c.startswith("zlib-") for c in compressors) and self.cpu_utilisation > 0.7:
+            return ("compression-bound with zlib: install isal (pip install isal) for a deflate "
+                    "several times faster, or lower the level")
+        if any(c.startswith(("bzip2", "lzma")) for c in compressors) and self.cpu_utilisation > 0.7:
+            return "compression-bound: bzip2/lzma are slow; deflate is several times faster"
+        median = statistics.median(r.bytes_in for r in done)
+        if len(done) >= 1000 and median < 64 * 1024:
+            return (f"{len(done)} tiny stems (median {format_bytes(median)}): creating files dominates; "
+                    "fewer, larger stems are faster")
+        if self.cpu_utilisation < 0.4 and self.throughput > 0:
+            return (f"I/O-bound: workers were busy {self.cpu_utilisation:.0%} of the time at "
+                    f"{format_bytes(self.throughput)}/s; more workers will not help")
+        return None
+
+    # --- rendering --------------------------------------------------------------------------
+    def summary_line(self) -> str:
+        parts = [f"{len(self.ok)} ok"]
+        for label, group in (("skipped", self.skipped), ("failed", self._with("failed")),
+                             ("timed out", self.timed_out), ("cancelled", self.cancelled)):
+            if group:
+                parts.append(f"{len(group)} {label}")
+        ratio = f" ({self.bytes_out / self.bytes_in:.0%})" if self.bytes_in else ""
+        return (f"{', '.join(parts)} of {len(self.results)} stem(s); {format_bytes(self.bytes_in)} → "
+                f"{format_bytes(self.bytes_out)}{ratio} in {self.seconds:.2f} s "
+                f"({format_bytes(self.throughput)}/s, {self.workers} worker(s), {self.executor})")
+
+    def _rows(self) -> list[list[object]]:
+        rows = []
+        for r in self.results:
+            note = r.message if r.status != "ok" else ("retried" if r.attempts > 1 else "")
+            rows.append([r.stem, r.status, len(r.files), format_bytes(r.bytes_in),
+                         format_bytes(r.bytes_out), f"{r.seconds:.2f} s", note])
+        return rows
+
+    _HEADERS = ("stem", "status", "files", "in", "out", "time", "note")
+
+    def _notes(self) -> list[str]:
+        out = list(self.notes)
+        if self.unmatched:
+            out.append(f"{len(self.unmatched)} file(s) matched no stem: "
+                       + ", ".join(p.name for p in self.unmatched[:10])
+                       + (" …" if len(self.unmatched) > 10 else ""))
+        if self.empty_stems:
+            out.append(f"{len(self.empty_stems)} stem(s) had no files (no archive): "
+                       + ", ".join(self.empty_stems[:10]) + (" …" if len(self.empty_stems) > 10 else ""))
+        if self.contested:
+            out.append(f"{len(self.contested)} file(s) fit several stems: "
+                       + "; ".join(f"{p.name} → {', '.join(s)}" for p, s in self.contested[:5]))
+        if self.ignored:
+            out.append(f"{len(self.ignored)} entr(ies) ignored: "
+                       + "; ".join(f"{p.name} ({why})" for p, why in self.ignored[:5]))
+        if self.error_report:
+            out.append(f"error report: {self.error_report}")
+        if self.advice:
+            out.append(f"advice: {self.advice}")
+        return out
+
+    def __str__(self) -> str:
+        lines = [f"zipkit report: {self.summary_line()}",
+                 text_table(self._HEADERS, self._rows())]
+        lines += self._notes()
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self._notes())
+        failures = "".join(
+            f"<details class='zipkit-failure'><summary>{html.escape(r.stem)}: "
+            f"{html.escape(r.error_type or r.status)}: {html.escape(r.message)}</summary>"
+            f"<pre>{html.escape(r.traceback)}</pre></details>"
+            for r in self.failed
+        )
+        return (
+            "<div class='zipkit-report'>"
+            f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>"
+            + html_table(self._HEADERS, self._rows(), css_class="zipkit-report-table",
+                         row_classes=[f"zipkit-{r.status}" for r in self.results])
+            + (f"<ul>{notes}</ul>" if notes else "") + failures + "</div>"
+        )
+
+    def to_records(self) -> list[dict[str, object]]:
+        """One plain dict per stem (JSON-serialisable), e.g. for ``pandas.DataFrame``."""
+        return [r.to_record() for r in self.results]
+
+    def save_error_report(self, path: str | os.PathLike[str]) -> Path:
+        """Write the failed stems (with tracebacks) and the run's totals as JSON to ``path``."""
+        p = Path(path)
+        doc = {
+            "started": self.started,
+            "summary": self.summary_line(),
+            "source": str(self.source) if self.source else None,
+            "output": str(self.output) if self.output else None,
+            "failed": [r.to_record() for r in self.failed],
+            "cancelled": [r.stem for r in self.cancelled],
+            "unmatched": [str(u) for u in self.unmatched],
+            "empty_stems": list(self.empty_stems),
+            "notes": list(self.notes),
+        }
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+        return p
+

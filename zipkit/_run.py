@@ -1,0 +1,535 @@
+"""Many stems: executor choice, batching, largest-first, progress events, cancel, pool recovery."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import RunInterrupted, SourceError, UsageError, WorkerLost
+from ._plan import TEMP_PREFIX, TEMP_SUFFIX, Compression, MatchMode, Overwrite, Plan, StemPlan, plan
+from ._report import Report, StemResult
+from ._worker import init_worker, run_batch
+
+__all__ = ["ProgressEvent", "available_cpus", "run_plan", "zip_by_extension"]
+
+log = logging.getLogger("zipkit")
+
+MAX_ATTEMPTS = 2          # a stem whose worker dies is run once more, then reported as lost
+TARGET_TASK_SECONDS = 0.2  # joblib's lesson: tasks of 0.2 s amortise per-task overhead
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to a ``progress`` callable as the run goes; ``result`` is set when a stem ends."""
+
+    bytes_done: int
+    bytes_total: int
+    stems_done: int
+    stems_total: int
+    failed: int
+    result: StemResult | None = None
+
+
+class Cancelled(BaseException):
+    """Raised inside an in-process run when the cancel event is set (cleaned up like Ctrl-C)."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _resolve_workers(workers: int | str | None, n_stems: int) -> int:
+    if workers in (None, "auto"):
+        return max(1, min(available_cpus(), n_stems))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be 'auto' or a positive integer, not {workers!r}")
+    return max(1, min(workers, n_stems))
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """fork while this process has one thread (fast, works in unguarded scripts); else forkserver.
+
+    A Jupyter kernel always has threads, so it never forks.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class _Progress:
+    """Byte-weighted progress: a tqdm.auto bar, a callable, or nothing."""
+
+    def __init__(self, progress: bool | Callable[[ProgressEvent], Any] | None, total: int, stems: int):
+        self.total, self.stems_total = total, stems
+        self.done = self.stems_done = self.failed = 0
+        self.partial: dict[str, int] = {}
+        self.callback = progress if callable(progress) else None
+        self.bar = None
+        if progress is True:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc="zipkit", smoothing=0.1, dynamic_ncols=True)
+            self._postfix()
+
+    def _postfix(self) -> None:
+        if self.bar is not None:
+            fix = {"stems": f"{self.stems_done}/{self.stems_total}"}
+            if self.failed:
+                fix["failed"] = str(self.failed)
+            self.bar.set_postfix(fix, refresh=False)
+
+    def _emit(self, result: StemResult | None = None) -> None:
+        if self.callback is not None:
+            self.callback(ProgressEvent(self.done, self.total, self.stems_done, self.stems_total,
+                                        self.failed, result))
+
+    def add(self, stem: str, n: int) -> None:
+        """``n`` more bytes of ``stem`` were read."""
+        self.partial[stem] = self.partial.get(stem, 0) + n
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        self._emit()
+
+    def forget(self, stem: str) -> None:
+        """``stem`` will run again: take back the bytes it had reported."""
+        n = self.partial.pop(stem, 0)
+        self.done -= n
+        if self.bar is not None and n:
+            self.bar.update(-n)
+
+    def finish(self, result: StemResult, planned_bytes: int) -> None:
+        n = planned_bytes - self.partial.pop(result.stem, 0)
+        self.done += n
+        self.stems_done += 1
+        if result.status in ("failed", "timed_out"):
+            self.failed += 1
+        if self.bar is not None:
+            self._postfix()
+            self.bar.update(n)
+        self._emit(result)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Batcher:
+    """Hands out tasks largest stem first, packing small stems so a task takes ~0.2 s.
+
+    Per-stem cost is learnt as results arrive (joblib's method): a fixed overhead per stem
+    plus bytes over throughput.
+    """
+
+    def __init__(self, stems: Sequence[StemPlan], workers: int, single: bool):
+        self.queue: deque[tuple[StemPlan, int]] = deque(
+            (s, 1) for s in sorted(stems, key=lambda s: (-s.bytes, s.stem)))
+        self.workers, self.single = workers, single
+        self.overhead, self.rate = 0.003, 50e6  # first guesses: 3 ms per stem, 50 MB/s
+
+    def __bool__(self) -> bool:
+        return bool(self.queue)
+
+    def retry(self, stem: StemPlan, attempt: int) -> None:
+        self.queue.appendleft((stem, attempt))
+
+    def learn(self, results: Sequence[StemResult]) -> None:
+        for r in results:
+            if r.status != "ok" or r.seconds <= 0:
+                continue
+            if r.bytes_in >= 1 << 20:
+                self.rate = 0.7 * self.rate + 0.3 * (r.bytes_in / r.seconds)
+            elif r.bytes_in < 256 << 10:
+                self.overhead = 0.7 * self.overhead + 0.3 * r.seconds
+
+    def cost(self, s: StemPlan) -> float:
+        return self.overhead + s.bytes / self.rate
+
+    def next(self) -> list[tuple[StemPlan, int]]:
+        first = self.queue.popleft()
+        batch = [first]
+        if self.single or first[1] > 1:
+            return batch
+        left = sum(self.cost(s) for s, _ in self.queue)
+        target = min(TARGET_TASK_SECONDS, max(0.005, left / (4 * self.workers)))
+        spent = self.cost(first[0])
+        while self.queue and self.queue[0][1] == 1 and spent + self.cost(self.queue[0][0]) <= target:
+            s = self.queue.popleft()
+            batch.append(s)
+            spent += self.cost(s[0])
+        return batch
+
+
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers now (Ctrl-C, cancel, a stem that will not stop)."""
+    procs = list(getattr(pool, "_processes", None) or {})
+    for p in (getattr(pool, "_processes", None) or {}).values():
+        with contextlib.suppress(Exception):
+            p.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+    log.debug("killed %d worker process(es)", len(procs))
+
+
+def _cleanup_temps(output: Path, run_id: str) -> int:
+    n = 0
+    with contextlib.suppress(OSError):
+        for e in os.scandir(output):
+            if e.name.startswith(f"{TEMP_PREFIX}{run_id}-") and e.name.endswith(TEMP_SUFFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(e.path)
+                    n += 1
+    if n:
+        log.info("removed %d temp file(s) left by stopped workers", n)
+    return n
+
+
+class _Run:
+    """State of one run of a plan: what is finished, what is in flight, what to say."""
+
+    def __init__(self, plan: Plan, workers: int, progress: _Progress, cancel: threading.Event | None):
+        self.plan, self.workers, self.progress, self.cancel = plan, workers, progress, cancel
+        self.options = plan.options
+        self.run_id = uuid.uuid4().hex[:12]
+        self.results: dict[str, StemResult] = {}
+        self.attempts: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.by_name = {s.stem: s for s in plan.stems}
+
+    def record(self, results: Sequence[StemResult], attempt: int = 1) -> None:
+        for r in results:
+            if attempt > 1:
+                r = replace(r, attempts=attempt)
+            self.results[r.stem] = r
+            self.progress.finish(r, 0 if r.status == "skipped" else self.by_name[r.stem].bytes)
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+
+    # -- in this process ---------------------------------------------------------------------
+    def inline(self, batcher: _Batcher) -> None:
+        def send(msg: tuple[str, int]) -> None:
+            self.progress.add(*msg)
+            self._check_cancel()
+
+        while batcher:
+            self._check_cancel()
+            for stem, attempt in batcher.next():
+                self.record(run_batch([stem], self.options, self.run_id, send=send), attempt)
+
+    # -- in an executor ----------------------------------------------------------------------
+    def pooled(self, batcher: _Batcher, executor: Executor | None, ctx) -> None:
+        own = executor is None
+        queue = ctx.Queue() if own else None
+        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
+                                   initargs=(queue,)) if own else executor
+        timeout = self.options.timeout
+        cap = self.workers if timeout else 2 * self.workers
+        in_flight: dict[Future, list[tuple[StemPlan, int]]] = {}
+        started: dict[Future, float] = {}
+        overdue: set[Future] = set()
+        try:
+            while batcher or in_flight:
+                self._check_cancel()
+                while batcher and len(in_flight) < cap:
+                    batch = batcher.next()
+                    fut = pool.submit(run_batch, [s for s, _ in batch], self.options, self.run_id)
+                    in_flight[fut] = batch
+                done, _ = wait(list(in_flight), timeout=0.1, return_when=FIRST_COMPLETED)
+                if queue is not None:
+                    self._drain(queue)
+                broken = False
+                for fut in done:
+                    batch = in_flight.pop(fut)
+                    started.pop(fut, None)
+                    try:
+                        results = fut.result()
+                    except BaseException as e:  # the task, not a stem, failed: worker lost
+                        if isinstance(e, KeyboardInterrupt):
+                            raise
+                        broken |= isinstance(e, BrokenExecutor)
+                        self._lost(batch, batcher, e, timed_out=fut in overdue, blameless=bool(overdue))
+                        continue
+                    batcher.learn(results)
+                    self.record(results, max(a for _, a in batch))
+                if broken and own:
+                    for fut, batch in in_flight.items():  # all of them died with the pool
+                        self._lost(batch, batcher, BrokenExecutor("pool broken"),
+                                   timed_out=fut in overdue, blameless=bool(overdue))
+                    in_flight.clear()
+                    started.clear()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    queue = ctx.Queue()
+                    pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
+                                               initargs=(queue,))
+                    if not overdue:
+                        self.notes.append("a worker process died; its unfinished stems were run "
+                                          "again in a fresh pool")
+                        log.warning("worker process died; restarting the pool")
+                    overdue.clear()
+                if timeout and own:
+                    self._watch_deadlines(in_flight, started, overdue, timeout, pool)
+        finally:
+            if own:
+                if self.cancel is not None and self.cancel.is_set() or in_flight:
+                    _kill_pool(pool)
+                else:
+                    pool.shutdown(wait=True)
+                if queue is not None:
+                    self._drain(queue)
+                    queue.close()
+            else:
+                for fut in in_flight:
+                    fut.cancel()
+
+    def _drain(self, queue) -> None:
+        import queue as _q
+
+        while True:
+            try:
+                stem, n = queue.get_nowait()
+            except (_q.Empty, OSError, ValueError, EOFError):
+                return
+            if stem not in self.results:
+                self.progress.add(stem, n)
+
+    def _lost(self, batch, batcher: _Batcher, error: BaseException, *, timed_out: bool,
+              blameless: bool = False) -> None:
+        """The task running ``batch`` died: retry its stems once (``blameless``: we killed it
+        for another stem's timeout, so it costs no attempt), or report them."""
+        for stem, attempt in batch:
+            if stem.stem in self.results:
+                continue
+            self.progress.forget(stem.stem)
+            if timed_out:
+                msg = (f"stem {stem.stem!r} ran past its timeout of {self.options.timeout:g} s and "
+                       "did not stop; its worker was replaced")
+                self.record([StemResult(stem.stem, None, stem.names, 0, 0, self.options.timeout or 0,
+                                        "timed_out", error_type="StemTimeout", message=msg)], attempt)
+            elif blameless:
+                batcher.retry(stem, attempt)
+            elif attempt < MAX_ATTEMPTS:
+                batcher.retry(stem, attempt + 1)
+            else:
+                msg = (f"the worker running stem {stem.stem!r} died twice "
+                       f"({type(error).__name__}: {error}); sources kept")
+                self.record([StemResult(stem.stem, None, stem.names, 0, 0, 0.0, "failed",
+                                        error_type=WorkerLost.__name__, message=msg)], attempt)
+
+    def _watch_deadlines(self, in_flight, started, overdue, timeout: float, pool) -> None:
+        """Kill the pool when a stem overruns its timeout by far and its worker did not stop."""
+        now = time.monotonic()
+        for fut in in_flight:
+            if fut.running():
+                started.setdefault(fut, now)
+        grace = 2.0 + 0.2 * timeout
+        late = [f for f, t0 in started.items() if now - t0 > timeout + grace and f not in overdue]
+        if late:
+            overdue.update(late)
+            log.warning("%d stem(s) did not stop at their timeout; replacing the workers", len(late))
+            for p in (getattr(pool, "_processes", None) or {}).values():
+                with contextlib.suppress(Exception):
+                    p.kill()
+
+    # -- the report --------------------------------------------------------------------------
+    def report(self, seconds: float, executor_name: str, error_report: str | os.PathLike[str] | bool | None,
+               interrupted: str | None = None) -> Report:
+        results = []
+        for s in self.plan.stems:
+            r = self.results.get(s.stem)
+            if r is None:
+                r = StemResult(s.stem, None, s.names, 0, 0, 0.0, "cancelled",
+                               message=interrupted or "not run")
+            results.append(r)
+        notes = list(self.notes)
+        if interrupted:
+            notes.append(interrupted)
+        rep = Report(tuple(results), seconds, self.workers, executor_name, source=self.plan.source,
+                     output=self.plan.output, unmatched=self.plan.unmatched,
+                     empty_stems=self.plan.empty_stems, contested=self.plan.contested,
+                     ignored=self.plan.ignored, notes=tuple(notes))
+        if error_report and (rep.failed or rep.cancelled):
+            path = (self.plan.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json"
+                    if error_report is True else Path(error_report))
+            rep = replace(rep, error_report=rep.save_error_report(path))
+        return rep
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    workers: int | Literal["auto"] = "auto",
+    executor: Executor | None = None,
+    progress: bool | Callable[[ProgressEvent], Any] = True,
+    cancel: threading.Event | None = None,
+    save_error_reports: bool | str | os.PathLike[str] | None = None,
+) -> Report:
+    """Write the archives of a :class:`Plan` and return the :class:`Report`.
+
+    Parameters
+    ----------
+    plan
+        From :func:`zipkit.plan`.
+    workers
+        ``"auto"`` (CPUs this process may use, capped by the number of stems) or an int.
+        One worker or one stem runs in this process.
+    executor
+        Any ``concurrent.futures.Executor`` (thread pool, Dask's ``client.get_executor()``,
+        mpi4py's); used as given and not shut down. Default: a process pool of ``workers``.
+    progress
+        ``True``: a ``tqdm.auto`` bar weighted by bytes; ``False``: silent; a callable:
+        receives :class:`ProgressEvent` s.
+    cancel
+        A ``threading.Event``; setting it stops the run (workers stopped, temp files removed)
+        and the report marks unfinished stems ``cancelled``.
+    save_error_reports
+        ``True`` (a JSON file in the output folder) or a path: write failures as JSON when any.
+
+    Raises
+    ------
+    RunInterrupted
+        On Ctrl-C, after cleaning up; ``.report`` holds what finished.
+
+    Examples
+    --------
+    >>> p = zipkit.plan("runs", ["dat", "log"])  # doctest: +SKIP
+    >>> zipkit.run_plan(p, workers=4).failed     # doctest: +SKIP
+    ()
+    """
+    todo = plan.to_write
+    n = _resolve_workers(workers, len(todo)) if executor is None else (
+        workers if isinstance(workers, int) and not isinstance(workers, bool) else
+        getattr(executor, "_max_workers", None) or available_cpus())
+    try:
+        plan.output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SourceError(f"cannot create output folder {plan.output}: {e.strerror}", path=plan.output) from e
+    bar = _Progress(progress, plan.total_bytes, len(plan.stems))
+    run = _Run(plan, n, bar, cancel)
+    run.record([StemResult(s.stem, s.archive, s.names, s.bytes, 0, 0.0, "skipped", message=s.reason)
+                for s in plan.to_skip])
+    batcher = _Batcher(todo, n, single=plan.options.timeout is not None)
+    inline = executor is None and (n <= 1 or len(todo) <= 1)
+    name = "in-process" if inline else ("process pool" if executor is None else type(executor).__name__)
+    t0 = time.perf_counter()
+    interrupted = None
+    try:
+        if inline:
+            run.inline(batcher)
+        else:
+            run.pooled(batcher, executor, _mp_context() if executor is None else None)
+    except Cancelled:
+        interrupted = "cancelled before it finished"
+    except KeyboardInterrupt:
+        interrupted = "interrupted (Ctrl-C) before it finished"
+    finally:
+        bar.close()
+        _cleanup_temps(plan.output, run.run_id)
+    if interrupted is None and cancel is not None and cancel.is_set():
+        interrupted = "cancelled before it finished"
+    rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
+    log.info("zipkit: %s", rep.summary_line())
+    if interrupted and "Ctrl-C" in interrupted:
+        raise RunInterrupted(rep)
+    return rep
+
+
+def zip_by_extension(
+    source: str | os.PathLike[str],
+    extensions: str | Sequence[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    stems_from: str | os.PathLike[str] | None = None,
+    stem_extensions: str | Sequence[str] | None = None,
+    stems: Sequence[str] | None = None,
+    match: MatchMode = "prefix",
+    pattern: str | None = None,
+    contains: str | Sequence[str] | None = None,
+    not_contains: str | Sequence[str] | None = None,
+    regex: str | None = None,
+    min_size_kb: float | None = None,
+    max_size_kb: float | None = None,
+    overwrite: Overwrite = "always",
+    compression: Compression = "deflate",
+    level: int | None = None,
+    deflate_backend: Literal["auto", "zlib", "isal"] = "auto",
+    verify: bool = False,
+    delete_sources: bool = False,
+    reproducible: bool = False,
+    durable: bool = False,
+    timeout: float | None = None,
+    workers: int | Literal["auto"] = "auto",
+    executor: Executor | None = None,
+    progress: bool | Callable[[ProgressEvent], Any] = True,
+    cancel: threading.Event | None = None,
+    save_error_reports: bool | str | os.PathLike[str] | None = None,
+) -> Report:
+    """Zip the files of ``source`` into one archive per stem, in parallel, and report.
+
+    Plans with :func:`zipkit.plan` (same grouping parameters) and runs the plan with
+    :func:`zipkit.run_plan` (same execution parameters).
+
+    Parameters
+    ----------
+    source, extensions, output
+        Folder to read, extensions to archive (``"csv"``, ``".CSV"`` alike), folder for the
+        archives (default: ``source``).
+    stems_from, stem_extensions, stems, match
+        Where stems come from: the files' own names (default), marker files, or a list;
+        ``match="prefix"`` (longest stem followed by a non-alphanumeric) or ``"contains"``.
+    pattern, contains, not_contains, regex, min_size_kb, max_size_kb
+        Marker-file filters (the old tool's).
+    overwrite
+        ``"always"`` (default), ``"never"`` or ``"update"``.
+    compression, level, deflate_backend
+        ``deflate`` (default; ISA-L when installed, standard deflate either way), ``stored``,
+        ``bzip2``, ``lzma``; ``level`` 0–9 (deflate default 6).
+    verify
+        Re-read every archive and check its CRCs before it is renamed into place.
+    delete_sources
+        Delete a stem's sources once its archive is in place, fsynced and verified.
+    reproducible
+        Fixed timestamps (``SOURCE_DATE_EPOCH`` if set) and permissions: byte-identical output.
+    durable
+        fsync every archive and the output folder.
+    timeout
+        Seconds per stem; a stem past it is reported ``timed_out`` and leaves nothing behind.
+    workers, executor, progress, cancel, save_error_reports
+        See :func:`zipkit.run_plan`.
+
+    Returns
+    -------
+    Report
+
+    Examples
+    --------
+    >>> report = zip_by_extension("output/csv", ["csv"], "output/zip",
+    ...                           stems_from="models", stem_extensions=["yml"])  # doctest: +SKIP
+    >>> report.failed  # doctest: +SKIP
+    ()
+    """
+    p = plan(source, extensions, output, stems_from=stems_from, stem_extensions=stem_extensions,
+             stems=stems, match=match, pattern=pattern, contains=contains, not_contains=not_contains,
+             regex=regex, min_size_kb=min_size_kb, max_size_kb=max_size_kb, overwrite=overwrite,
+             compression=compression, level=level, deflate_backend=deflate_backend, verify=verify,
+             delete_sources=delete_sources, reproducible=reproducible, durable=durable,
+             timeout=timeout)
+    return run_plan(p, workers=workers, executor=executor, progress=progress, cancel=cancel,
+                    save_error_reports=save_error_reports)

@@ -1,0 +1,59 @@
+"""What runs inside a worker process: a batch of stems, with byte progress sent home.
+
+Module-level functions only, so that spawn and forkserver workers can import them.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from ._archive import write_archive
+from ._plan import ArchiveOptions, StemPlan
+from ._report import StemResult
+
+__all__ = ["init_worker", "run_batch"]
+
+_queue: Any = None  # a multiprocessing queue set by init_worker, or None
+_PROGRESS_EVERY = 0.2  # seconds between byte-progress messages from one worker
+
+
+def init_worker(queue: Any) -> None:
+    """Pool initializer: leave Ctrl-C to the parent, and remember the progress queue."""
+    global _queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _queue = queue
+
+
+class _Ticker:
+    """Adds up bytes read and sends ``(stem, bytes)`` to the parent at most every 0.2 s."""
+
+    def __init__(self, stem: str, send):
+        self.stem, self.send, self.pending, self.last = stem, send, 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.pending += n
+        now = time.monotonic()
+        if now - self.last >= _PROGRESS_EVERY:
+            self.flush()
+            self.last = now
+
+    def flush(self) -> None:
+        if self.pending:
+            self.send((self.stem, self.pending))
+            self.pending = 0
+
+
+def run_batch(batch: list[StemPlan], options: ArchiveOptions, run_id: str,
+              send=None) -> list[StemResult]:
+    """Archive each stem of ``batch`` in turn; one stem's failure does not stop the others."""
+    if send is None and _queue is not None:
+        send = _queue.put
+    out = []
+    for stem in batch:
+        tick = _Ticker(stem.stem, send) if send is not None else None
+        out.append(write_archive(stem, options, run_id=run_id, on_bytes=tick))
+        if tick is not None:
+            tick.flush()
+    return out

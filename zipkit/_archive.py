@@ -52,8 +52,9 @@ def _isal_level(level: int) -> int:
 def deflate_backend(options: ArchiveOptions) -> str:
     """Name of the compressor these options use, e.g. ``'isal-2'``, ``'zlib-6'``, ``'stored'``."""
     if options.compression != "deflate":
-        lvl = "" if options.compression in ("stored", "lzma") or options.level is None else f"-{options.level}"
-        return f"{options.compression}{lvl}"
+        if options.compression in ("stored", "lzma") or options.level is None:
+            return options.compression
+        return f"{options.compression}-{options.level}"
     level = _DEFAULT_LEVEL if options.level is None else options.level
     use_isal = (
         options.deflate_backend == "isal"

@@ -84,7 +84,10 @@ class _Progress:
         if progress is True:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+            class _Bar(tqdm):  # no monitor thread: a later pool could then still fork
+                monitor_interval = 0
+
+            self.bar = _Bar(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                             desc="zipkit", smoothing=0.1, dynamic_ncols=True)
             self._postfix()
 
@@ -211,6 +214,7 @@ class _Run:
         self.attempts: dict[str, int] = {}
         self.notes: list[str] = []
         self.by_name = {s.stem: s for s in plan.stems}
+        self.started_ns = time.time_ns() - 50_000_000  # minus a coarse filesystem clock tick
 
     def record(self, results: Sequence[StemResult], attempt: int = 1) -> None:
         for r in results:
@@ -348,16 +352,22 @@ class _Run:
                 with contextlib.suppress(Exception):
                     p.kill()
 
+    def _unfinished(self, s: StemPlan, interrupted: str | None) -> StemResult:
+        """A stem with no result: its worker may still have put the archive in place (the rename
+        is atomic) before it was stopped; then say so rather than call it cancelled."""
+        try:
+            st = s.archive.stat()
+        except OSError:
+            st = None
+        if st is not None and st.st_mtime_ns >= self.started_ns:
+            return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok",
+                              message="finished as the run stopped")
+        return StemResult(s.stem, None, s.names, 0, 0, 0.0, "cancelled", message=interrupted or "not run")
+
     # -- the report --------------------------------------------------------------------------
     def report(self, seconds: float, executor_name: str, error_report: str | os.PathLike[str] | bool | None,
                interrupted: str | None = None) -> Report:
-        results = []
-        for s in self.plan.stems:
-            r = self.results.get(s.stem)
-            if r is None:
-                r = StemResult(s.stem, None, s.names, 0, 0, 0.0, "cancelled",
-                               message=interrupted or "not run")
-            results.append(r)
+        results = [self.results.get(s.stem) or self._unfinished(s, interrupted) for s in self.plan.stems]
         notes = list(self.notes)
         if interrupted:
             notes.append(interrupted)
@@ -376,7 +386,7 @@ def run_plan(
     plan: Plan,
     *,
     workers: int | Literal["auto"] = "auto",
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
     progress: bool | Callable[[ProgressEvent], Any] = True,
     cancel: threading.Event | None = None,
     save_error_reports: bool | str | os.PathLike[str] | None = None,
@@ -393,6 +403,8 @@ def run_plan(
     executor
         Any ``concurrent.futures.Executor`` (thread pool, Dask's ``client.get_executor()``,
         mpi4py's); used as given and not shut down. Default: a process pool of ``workers``.
+        ``"dask"`` starts a local Dask cluster; ``"tcp://host:8786"`` connects to a scheduler
+        (``pip install zipkit[dask]``).
     progress
         ``True``: a ``tqdm.auto`` bar weighted by bytes; ``False``: silent; a callable:
         receives :class:`ProgressEvent` s.
@@ -413,6 +425,12 @@ def run_plan(
     >>> zipkit.run_plan(p, workers=4).failed     # doctest: +SKIP
     ()
     """
+    if isinstance(executor, str):  # "dask", "dask://local" or a scheduler address
+        from ._dask import dask_executor
+
+        with dask_executor(executor) as ex:
+            return run_plan(plan, workers=workers, executor=ex, progress=progress, cancel=cancel,
+                            save_error_reports=save_error_reports)
     todo = plan.to_write
     n = _resolve_workers(workers, len(todo)) if executor is None else (
         workers if isinstance(workers, int) and not isinstance(workers, bool) else
@@ -476,7 +494,7 @@ def zip_by_extension(
     durable: bool = False,
     timeout: float | None = None,
     workers: int | Literal["auto"] = "auto",
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
     progress: bool | Callable[[ProgressEvent], Any] = True,
     cancel: threading.Event | None = None,
     save_error_reports: bool | str | os.PathLike[str] | None = None,

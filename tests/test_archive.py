@@ -1,0 +1,176 @@
+"""Writing one archive: formats, names, timestamps, verify, failures leave nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from zipkit import ArchiveOptions, plan, zip_by_extension
+from zipkit._archive import deflate_backend, write_archive
+
+
+def make(folder: Path, files: dict[str, bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+CSV = b"".join(b"%d,%.3f,%.3f\n" % (i, i * 0.1, (i % 97) * 1.5) for i in range(20000))
+BIN = os.urandom(50_000)
+
+
+def members(archive: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.testzip() is None
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+@pytest.mark.parametrize(("compression", "level", "method"), [
+    ("deflate", None, zipfile.ZIP_DEFLATED), ("deflate", 1, zipfile.ZIP_DEFLATED),
+    ("deflate", 9, zipfile.ZIP_DEFLATED), ("stored", None, zipfile.ZIP_STORED),
+    ("bzip2", 9, zipfile.ZIP_BZIP2), ("lzma", None, zipfile.ZIP_LZMA),
+])
+def test_round_trip_every_compression(tmp_path, compression, level, method):
+    src = make(tmp_path / "src", {"r1.csv": CSV, "r1.bin": BIN, "r2.csv": b""})
+    rep = zip_by_extension(src, ["csv", "bin"], tmp_path / "out", compression=compression, level=level,
+                           progress=False, workers=1)
+    assert rep.success and len(rep.ok) == 2
+    assert members(tmp_path / "out" / "r1.zip") == {"r1.bin": BIN, "r1.csv": CSV}
+    assert members(tmp_path / "out" / "r2.zip") == {"r2.csv": b""}
+    with zipfile.ZipFile(tmp_path / "out" / "r1.zip") as zf:
+        assert {i.compress_type for i in zf.infolist()} == {method}
+        assert zf.namelist() == ["r1.bin", "r1.csv"]  # sorted base names
+
+
+def test_zlib_and_isal_backends_both_write_standard_deflate(tmp_path):
+    src = make(tmp_path / "src", {"a.csv": CSV})
+    sizes = {}
+    for backend in ("zlib", "isal"):
+        out = tmp_path / backend
+        rep = zip_by_extension(src, "csv", out, deflate_backend=backend, progress=False)
+        assert rep.ok[0].compressor == {"zlib": "zlib-6", "isal": "isal-2"}[backend]
+        assert members(out / "a.zip") == {"a.csv": CSV}
+        if shutil.which("unzip"):
+            subprocess.run(["unzip", "-tq", str(out / "a.zip")], check=True, capture_output=True)
+        sizes[backend] = (out / "a.zip").stat().st_size
+    assert sizes["isal"] < len(CSV) / 2 and sizes["zlib"] < len(CSV) / 2
+
+
+def test_default_backend_is_isal_when_installed():
+    assert deflate_backend(ArchiveOptions()) == "isal-2"
+    assert deflate_backend(ArchiveOptions(level=0)) == "zlib-0"
+    assert deflate_backend(ArchiveOptions(deflate_backend="zlib")) == "zlib-6"
+
+
+def test_unicode_and_space_names_survive_unzip(tmp_path):
+    names = {"Fall 1 Ölplattform.csv": b"1", "Fall 1 Ölplattform_測試.csv": b"2"}
+    src = make(tmp_path / "src", names)
+    zip_by_extension(src, "csv", tmp_path / "out", stems=["Fall 1 Ölplattform"], progress=False)
+    assert members(tmp_path / "out" / "Fall 1 Ölplattform.zip") == names
+    if shutil.which("unzip"):
+        listing = subprocess.run(["unzip", "-Z1", str(tmp_path / "out" / "Fall 1 Ölplattform.zip")],
+                                 capture_output=True, check=True).stdout.decode()
+        assert sorted(listing.splitlines()) == sorted(names)
+
+
+def test_timestamps_and_modes_follow_sources(tmp_path):
+    src = make(tmp_path / "src", {"a.dat": b"x"})
+    os.utime(src / "a.dat", (1_600_000_000, 1_600_000_000))
+    os.chmod(src / "a.dat", 0o640)
+    zip_by_extension(src, "dat", tmp_path / "out", progress=False)
+    with zipfile.ZipFile(tmp_path / "out" / "a.zip") as zf:
+        info = zf.getinfo("a.dat")
+    import time
+
+    assert info.date_time == time.localtime(1_600_000_000)[:6]
+    assert info.external_attr >> 16 == 0o100640
+
+
+def test_reproducible_archives_are_byte_identical(tmp_path, monkeypatch):
+    src = make(tmp_path / "src", {"a.csv": CSV, "a.bin": BIN, "b.csv": b"b"})
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    digests = []
+    for i, workers in enumerate((1, 2)):
+        os.utime(src / "a.csv", (1_000_000_000 + i, 1_000_000_000 + i))  # mtimes differ between runs
+        out = tmp_path / f"out{i}"
+        zip_by_extension(src, ["csv", "bin"], out, reproducible=True, workers=workers, progress=False)
+        digests.append({z.name: hashlib.sha256(z.read_bytes()).hexdigest() for z in out.glob("*.zip")})
+    assert digests[0] == digests[1]
+    with zipfile.ZipFile(tmp_path / "out0" / "a.zip") as zf:
+        assert {i.date_time for i in zf.infolist()} == {(2023, 11, 14, 22, 13, 20)}
+        assert {i.external_attr >> 16 for i in zf.infolist()} == {0o100644}
+
+
+def test_verify_passes_and_is_reported(tmp_path):
+    src = make(tmp_path / "src", {"a.csv": CSV})
+    rep = zip_by_extension(src, "csv", tmp_path / "out", verify=True, progress=False)
+    assert rep.ok[0].verified
+
+
+def test_failure_leaves_no_archive_and_no_temp_file(tmp_path):
+    src = make(tmp_path / "src", {"a.csv": CSV, "b.csv": b"b"})
+    p = plan(src, "csv", tmp_path / "out")
+    (src / "a.csv").unlink()  # deleted after planning
+    (tmp_path / "out").mkdir()
+    result = write_archive(p.stems[0], p.options, run_id="t")
+    assert result.status == "failed" and result.error_type == "FileNotFoundError"
+    assert "a.csv" in result.message and result.traceback
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_file_growing_while_read_fails_its_stem(tmp_path):
+    src = make(tmp_path / "src", {"a.csv": CSV * 5})
+    p = plan(src, "csv", tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    grown = []
+
+    def grow(n):
+        if not grown:
+            with open(src / "a.csv", "ab") as f:
+                f.write(b"more\n")
+            grown.append(n)
+
+    opts = ArchiveOptions(chunk_size=4096)
+    result = write_archive(p.stems[0], opts, run_id="t", on_bytes=grow)
+    assert result.status == "failed" and result.error_type == "SourceChangedError"
+    assert "changed while it was read" in result.message
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_timeout_stops_a_stem_and_leaves_nothing(tmp_path):
+    src = make(tmp_path / "src", {"a.bin": os.urandom(4 << 20)})
+    p = plan(src, "bin", tmp_path / "out", compression="lzma", timeout=0.05)
+    (tmp_path / "out").mkdir()
+    result = write_archive(p.stems[0], p.options, run_id="t")
+    assert result.status == "timed_out" and result.error_type == "StemTimeout"
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_skip_action_writes_nothing(tmp_path):
+    src = make(tmp_path / "src", {"a.csv": b"1"})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.zip").write_bytes(b"keep me")
+    rep = zip_by_extension(src, "csv", tmp_path / "out", overwrite="never", progress=False)
+    assert [r.status for r in rep.results] == ["skipped"]
+    assert (tmp_path / "out" / "a.zip").read_bytes() == b"keep me"
+
+
+def test_update_skips_up_to_date_and_rebuilds_stale(tmp_path):
+    src = make(tmp_path / "src", {"a.csv": b"1", "b.csv": b"2"})
+    zip_by_extension(src, "csv", tmp_path / "out", progress=False)
+    second = zip_by_extension(src, "csv", tmp_path / "out", overwrite="update", progress=False)
+    assert [r.status for r in second.results] == ["skipped", "skipped"]
+    future = os.stat(tmp_path / "out" / "b.zip").st_mtime + 10
+    (src / "b.csv").write_bytes(b"22")
+    os.utime(src / "b.csv", (future, future))
+    (src / "a_extra.csv").write_bytes(b"new")  # own stems: a new stem appears
+    third = zip_by_extension(src, "csv", tmp_path / "out", overwrite="update", progress=False)
+    assert {r.stem: r.status for r in third.results} == {"a": "skipped", "a_extra": "ok", "b": "ok"}
+    assert members(tmp_path / "out" / "b.zip") == {"b.csv": b"22"}

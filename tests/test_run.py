@@ -1,0 +1,235 @@
+"""Running many stems: workers, executors, batching, progress, recovery, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import zipkit
+from zipkit import ProgressEvent, plan, run_plan, zip_by_extension
+from zipkit._run import _Batcher, _mp_context, _resolve_workers, available_cpus
+
+
+def corpus(folder: Path, stems: int = 12, files: int = 3, size: int = 20_000) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(stems):
+        for f in range(files):
+            line = f"stem{s},file{f},".encode()
+            (folder / f"case{s:03d}_part{f}.dat").write_bytes((line * (size // len(line) + 1))[:size])
+    return folder
+
+
+def pool_workers(parent) -> list:
+    """The worker processes of a pool started by ``parent`` (fork or forkserver)."""
+    workers = []
+    for kid in parent.children():
+        cmd = " ".join(kid.cmdline())
+        if "forkserver" in cmd:
+            workers += kid.children()
+        elif "multiprocessing" not in cmd:
+            workers.append(kid)
+    return workers
+
+
+def contents(out: Path) -> dict[str, dict[str, bytes]]:
+    result = {}
+    for z in sorted(out.glob("*.zip")):
+        with zipfile.ZipFile(z) as zf:
+            assert zf.testzip() is None
+            result[z.name] = {n: zf.read(n) for n in zf.namelist()}
+    return result
+
+
+def test_one_and_two_workers_give_identical_archives(tmp_path):
+    src = corpus(tmp_path / "src")
+    r1 = zip_by_extension(src, "dat", tmp_path / "w1", workers=1, progress=False)
+    r2 = zip_by_extension(src, "dat", tmp_path / "w2", workers=2, progress=False)
+    assert (r1.executor, r2.executor) == ("in-process", "process pool")
+    assert r1.success and r2.success and len(r1.ok) == len(r2.ok) == 36
+    assert contents(tmp_path / "w1") == contents(tmp_path / "w2")
+    assert [r.stem for r in r1.results] == [r.stem for r in r2.results]
+    assert [(r.stem, r.files, r.bytes_in) for r in r1.results] == [(r.stem, r.files, r.bytes_in)
+                                                                   for r in r2.results]
+
+
+def test_workers_auto_is_capped(tmp_path):
+    assert _resolve_workers("auto", 1) == 1
+    assert _resolve_workers("auto", 1000) == available_cpus()
+    assert _resolve_workers(64, 3) == 3
+    with pytest.raises(zipkit.UsageError):
+        _resolve_workers(0, 3)
+
+
+def test_start_method_never_forks_a_threaded_process():
+    assert _mp_context().get_start_method() == "fork"  # pytest's main thread only
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert _mp_context().get_start_method() == "forkserver"
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_pool_started_from_a_threaded_process_works(tmp_path):
+    """As in a Jupyter kernel: other threads exist, so the pool must not fork."""
+    src = corpus(tmp_path / "src", stems=4)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        rep = zip_by_extension(src, "dat", tmp_path / "out", workers=2, progress=False)
+    finally:
+        stop.set()
+    assert rep.success and len(rep.ok) == 12 and rep.executor == "process pool"
+
+
+def test_given_executor_is_used_and_not_shut_down(tmp_path):
+    src = corpus(tmp_path / "src", stems=5)
+    with ThreadPoolExecutor(2) as ex:
+        rep = zip_by_extension(src, "dat", tmp_path / "out", executor=ex, progress=False)
+        assert ex.submit(lambda: 42).result() == 42
+    assert rep.executor == "ThreadPoolExecutor" and len(rep.ok) == 15
+    ref = zip_by_extension(src, "dat", tmp_path / "ref", workers=1, progress=False)
+    assert contents(tmp_path / "out") == contents(tmp_path / "ref") and ref.success
+
+
+def test_one_failing_stem_does_not_stop_the_others(tmp_path):
+    src = corpus(tmp_path / "src", stems=6)
+    p = plan(src, "dat", tmp_path / "out")
+    (src / "case002_part1.dat").unlink()
+    rep = run_plan(p, workers=2, progress=False, save_error_reports=True)
+    assert [r.stem for r in rep.failed] == ["case002_part1"]
+    assert len(rep.ok) == 17 and not rep.success
+    doc = json.loads(rep.error_report.read_text())
+    assert doc["failed"][0]["stem"] == "case002_part1" and "case002_part1.dat" in doc["failed"][0]["message"]
+    assert not list((tmp_path / "out").glob(".zipkit-*"))
+
+
+def test_progress_callable_is_byte_weighted_and_ends_at_total(tmp_path):
+    src = corpus(tmp_path / "src", stems=3, size=3 << 20)
+    events: list[ProgressEvent] = []
+    p = plan(src, "dat", tmp_path / "out")
+    rep = run_plan(p, workers=2, progress=events.append)
+    assert rep.success
+    assert events[-1].bytes_done == events[-1].bytes_total == p.total_bytes
+    assert events[-1].stems_done == events[-1].stems_total == 9
+    assert all(b.bytes_done >= a.bytes_done for a, b in zip(events, events[1:]))
+    assert sum(1 for e in events if e.result) == 9
+
+
+def test_tqdm_bar_shows_stems_and_failures(tmp_path, capsys):
+    src = corpus(tmp_path / "src", stems=2)
+    p = plan(src, "dat", tmp_path / "out")
+    (src / "case000_part0.dat").unlink()
+    run_plan(p, workers=1, progress=True)
+    err = capsys.readouterr().err
+    assert "stems=6/6" in err and "failed=1" in err and "B/s" in err or "iB" in err
+
+
+def test_batcher_packs_small_stems_and_puts_large_first(tmp_path):
+    src = corpus(tmp_path / "src", stems=400, files=1, size=2000)
+    (src / "huge_a.dat").write_bytes(b"h" * (8 << 20))
+    p = plan(src, "dat")
+    b = _Batcher(p.to_write, workers=2, single=False)
+    batches = []
+    while b:
+        batches.append([s.stem for s, _ in b.next()])
+    assert batches[0] == ["huge_a"]
+    assert sum(len(x) for x in batches) == 401
+    assert 8 <= len(batches) < 100  # batched, yet enough tasks to balance two workers
+    single = _Batcher(p.to_write, workers=2, single=True)
+    assert len(single.next()) == 1
+
+
+def test_killed_worker_does_not_end_the_run(tmp_path):
+    """SIGKILL one worker mid-run: every stem ends ok or reported, nothing partial, no temp files."""
+    src = corpus(tmp_path / "src", stems=16, files=2, size=2 << 20)
+    killed = []
+
+    def kill_one(ev: ProgressEvent) -> None:
+        if not killed and ev.bytes_done > 0:
+            import psutil
+
+            kids = psutil.Process().children()
+            workers = [k for k in kids if "multiprocessing" not in " ".join(k.cmdline())]
+            if workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+
+    rep = zip_by_extension(src, "dat", tmp_path / "out", workers=2, progress=kill_one,
+                           compression="lzma", level=1)
+    assert killed
+    assert len(rep.results) == 32
+    assert all(r.status in ("ok", "failed") for r in rep.results)
+    assert any("worker process died" in n for n in rep.notes)
+    assert any(r.attempts == 2 for r in rep.results)
+    assert len(rep.ok) == 32
+    contents(tmp_path / "out")  # every archive passes testzip
+    assert not list((tmp_path / "out").glob(".zipkit-*"))
+
+
+def test_cancel_event_stops_the_run_and_cleans_up(tmp_path):
+    src = corpus(tmp_path / "src", stems=12, files=1, size=3 << 20)
+    cancel = threading.Event()
+
+    def stop_after_first(ev: ProgressEvent) -> None:
+        if ev.result is not None:
+            cancel.set()
+
+    rep = zip_by_extension(src, "dat", tmp_path / "out", workers=2, progress=stop_after_first,
+                           cancel=cancel, compression="lzma", level=1)
+    assert rep.cancelled and rep.ok and not rep.success
+    assert "cancelled" in " ".join(rep.notes)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"{r.stem}.zip" for r in rep.ok)
+    contents(tmp_path / "out")
+
+
+def test_keyboard_interrupt_gives_partial_report(tmp_path):
+    src = corpus(tmp_path / "src", stems=6, files=1, size=1 << 20)
+
+    def interrupt(ev: ProgressEvent) -> None:
+        if ev.result is not None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(zipkit.RunInterrupted) as e:
+        zip_by_extension(src, "dat", tmp_path / "out", workers=1, progress=interrupt)
+    assert len(e.value.report.ok) == 1 and len(e.value.report.cancelled) == 5
+    assert isinstance(e.value, KeyboardInterrupt)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f"{e.value.report.ok[0].stem}.zip"]
+
+
+def test_unguarded_script_runs_a_pool(tmp_path):
+    """Batch scripts of the old tool have no ``if __name__ == '__main__'`` guard."""
+    src = corpus(tmp_path / "src", stems=4)
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(f"""
+        from zipkit import zip_by_extension
+        r = zip_by_extension({str(src)!r}, "dat", {str(tmp_path / 'out')!r}, workers=2, progress=False)
+        print(r.summary_line())
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "12 ok of 12" in out.stdout
+
+
+def test_report_renders(tmp_path):
+    src = corpus(tmp_path / "src", stems=2)
+    rep = zip_by_extension(src, "dat", tmp_path / "out", progress=False)
+    text, html = str(rep), rep._repr_html_()
+    assert "case000_part0" in text and "6 ok of 6" in text
+    assert "<table class='zipkit-report-table'>" in html and "zipkit-ok" in html
+    rec = rep.to_records()
+    assert rec[0]["stem"] == "case000_part0" and rec[0]["status"] == "ok" and json.dumps(rec)
+    assert rep["case001_part2"].bytes_in == 20_000

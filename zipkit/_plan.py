@@ -6,6 +6,7 @@ Nothing in this module writes to disk.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
 import re
@@ -86,11 +87,11 @@ class StemPlan:
     reason: str = ""
     keep: frozenset[str] = frozenset()
 
-    @property
+    @functools.cached_property
     def bytes(self) -> int:
         return sum(f.size for f in self.files)
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.files)
 

@@ -146,12 +146,14 @@ class _Batcher:
             (s, 1) for s in sorted(stems, key=lambda s: (-s.bytes, s.stem)))
         self.workers, self.single = workers, single
         self.overhead, self.rate = 0.003, 50e6  # first guesses: 3 ms per stem, 50 MB/s
+        self.bytes_left = sum(s.bytes for s in stems)
 
     def __bool__(self) -> bool:
         return bool(self.queue)
 
     def retry(self, stem: StemPlan, attempt: int) -> None:
         self.queue.appendleft((stem, attempt))
+        self.bytes_left += stem.bytes
 
     def learn(self, results: Sequence[StemResult]) -> None:
         for r in results:
@@ -165,18 +167,22 @@ class _Batcher:
     def cost(self, s: StemPlan) -> float:
         return self.overhead + s.bytes / self.rate
 
+    def _take(self) -> tuple[StemPlan, int]:
+        item = self.queue.popleft()
+        self.bytes_left -= item[0].bytes
+        return item
+
     def next(self) -> list[tuple[StemPlan, int]]:
-        first = self.queue.popleft()
+        first = self._take()
         batch = [first]
         if self.single or first[1] > 1:
             return batch
-        left = sum(self.cost(s) for s, _ in self.queue)
+        left = self.overhead * len(self.queue) + self.bytes_left / self.rate
         target = min(TARGET_TASK_SECONDS, max(0.005, left / (4 * self.workers)))
         spent = self.cost(first[0])
         while self.queue and self.queue[0][1] == 1 and spent + self.cost(self.queue[0][0]) <= target:
-            s = self.queue.popleft()
-            batch.append(s)
-            spent += self.cost(s[0])
+            batch.append(self._take())
+            spent += self.cost(batch[-1][0])
         return batch
 
 

@@ -10,7 +10,6 @@ import functools
 import logging
 import os
 import re
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,6 +366,8 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
     if overwrite == "never":
         return "skip", "archive exists"
     # update: skip only an archive newer than every member that holds exactly the same names
+    import zipfile
+
     try:
         st = archive.stat()
         with zipfile.ZipFile(archive) as zf:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import html
-import json
 import os
-import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -158,6 +155,8 @@ class Report:
                     "several times faster, or lower the level")
         if any(c.startswith(("bzip2", "lzma")) for c in compressors) and self.cpu_utilisation > 0.7:
             return "compression-bound: bzip2/lzma are slow; deflate is several times faster"
+        import statistics
+
         median = statistics.median(r.bytes_in for r in done)
         if len(done) >= 1000 and median < 64 * 1024:
             return (f"{len(done)} tiny stems (median {format_bytes(median)}): creating files dominates; "
@@ -217,6 +216,8 @@ class Report:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        import html
+
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self._notes())
         failures = "".join(
             f"<details class='zipkit-failure'><summary>{html.escape(r.stem)}: "
@@ -238,6 +239,8 @@ class Report:
 
     def save_error_report(self, path: str | os.PathLike[str]) -> Path:
         """Write the failed stems (with tracebacks) and the run's totals as JSON to ``path``."""
+        import json
+
         p = Path(path)
         doc = {
             "started": self.started,

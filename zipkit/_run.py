@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import RunInterrupted, SourceError, UsageError, WorkerLost
 from ._plan import TEMP_PREFIX, TEMP_SUFFIX, Compression, MatchMode, Overwrite, Plan, StemPlan, plan
 from ._report import Report, StemResult
-from ._worker import init_worker, run_batch
+
+if TYPE_CHECKING:  # pragma: no cover
+    import multiprocessing.context
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ProgressEvent", "available_cpus", "run_plan", "zip_by_extension"]
 
@@ -66,6 +67,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
     A Jupyter kernel always has threads, so it never forks.
     """
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
@@ -215,7 +218,7 @@ class _Run:
     def __init__(self, plan: Plan, workers: int, progress: _Progress, cancel: threading.Event | None):
         self.plan, self.workers, self.progress, self.cancel = plan, workers, progress, cancel
         self.options = plan.options
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = os.urandom(6).hex()
         self.results: dict[str, StemResult] = {}
         self.attempts: dict[str, int] = {}
         self.notes: list[str] = []
@@ -235,6 +238,8 @@ class _Run:
 
     # -- in this process ---------------------------------------------------------------------
     def inline(self, batcher: _Batcher) -> None:
+        from ._worker import run_batch
+
         def send(msg: tuple[str, int]) -> None:
             self.progress.add(*msg)
             self._check_cancel()
@@ -246,6 +251,10 @@ class _Run:
 
     # -- in an executor ----------------------------------------------------------------------
     def pooled(self, batcher: _Batcher, executor: Executor | None, ctx) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from ._worker import init_worker, run_batch
+
         own = executor is None
         queue = ctx.Queue() if own else None
         pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 
 __all__ = ["format_bytes", "html_table", "text_table"]
@@ -46,6 +45,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_row
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_rows: int | None = 200,
                css_class: str = "zipkit-table", row_classes: Sequence[str] | None = None) -> str:
     """An HTML ``<table>`` with escaped cells; optional per-row CSS classes."""
+    import html
+
     cells, more = _clip(rows, max_rows)
     head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
     body = []

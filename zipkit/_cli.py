@@ -98,7 +98,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _is_config(path: str) -> bool:
-    return path.lower().endswith((".yml", ".yaml")) and Path(path).is_file()
+    """A ``.yml``/``.yaml`` argument that is not a folder is a config (a missing one is reported)."""
+    return path.lower().endswith((".yml", ".yaml")) and not Path(path).is_dir()
+
+
+# Options of the direct mode, and the config key that says the same thing.
+_CONFIG_KEYS = {
+    "ext": "analysis.filename.extension", "output": "file_management.output_directory",
+    "stems_from": "file_management.input_directory", "stem_ext": "file_management.filename.extension",
+    "stems": "zipkit.stems", "match": "zipkit.match", "pattern": "file_management.filename.pattern",
+    "contains": "file_management.filename.filters.contains",
+    "not_contains": "file_management.filename.filters.not_contains",
+    "regex": "file_management.filename.filters.regex",
+    "min_size_kb": "file_management.filename.filters.min_size_kb",
+    "max_size_kb": "file_management.filename.filters.max_size_kb",
+    "compression": "zipkit.compression", "level": "zipkit.level", "overwrite": "zipkit.overwrite",
+    "verify": "zipkit.verify", "delete_sources": "zipkit.delete_sources",
+    "reproducible": "zipkit.reproducible", "durable": "zipkit.durable", "timeout": "zipkit.timeout",
+}
+
+
+def _given(argv: Sequence[str] | None) -> dict[str, str]:
+    """The options given explicitly on the command line: dest → option string."""
+    p = build_parser()
+    names = {}
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+        if action.option_strings:
+            names[action.dest] = action.option_strings[-1]
+    ns, _ = p.parse_known_args(argv)
+    return {dest: names[dest] for dest in vars(ns) if dest in names}
+
+
+def _refuse_direct_options(argv: Sequence[str] | None, parser: argparse.ArgumentParser) -> None:
+    for dest, option in _given(argv).items():
+        if dest in _CONFIG_KEYS:
+            parser.error(f"{option} does not apply to a config file; set {_CONFIG_KEYS[dest]} in the "
+                         f"config or in the override")
 
 
 def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict, dict]:
@@ -137,6 +173,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
         if _is_config(args.source):
             from ._config import load_config
 
+            _refuse_direct_options(argv, parser)
             cfg = load_config(args.source, args.override)
             if args.print_config:
                 print(cfg.describe())
@@ -160,12 +197,8 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
             run_kw["progress"] = False
         dask = run_kw.pop("dask", None)
         if dask:
-            from ._dask import dask_executor
-
-            with dask_executor(dask) as ex:
-                report = run_plan(the_plan, executor=ex, **run_kw)
-        else:
-            report = run_plan(the_plan, **run_kw)
+            run_kw["executor"] = dask
+        report = run_plan(the_plan, **run_kw)
     except SystemExit as e:
         return None, int(e.code or 0)
     except RunInterrupted as e:

@@ -174,3 +174,22 @@ def test_update_skips_up_to_date_and_rebuilds_stale(tmp_path):
     third = zip_by_extension(src, "csv", tmp_path / "out", overwrite="update", progress=False)
     assert {r.stem: r.status for r in third.results} == {"a": "skipped", "a_extra": "ok", "b": "ok"}
     assert members(tmp_path / "out" / "b.zip") == {"b.csv": b"22"}
+
+
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+def test_big_member_of_a_lone_stem_is_deflated_on_several_threads(tmp_path, backend):
+    """pigz's method: blocks primed with the previous 32 KiB, one standard deflate member."""
+    big = (CSV * 40)[: 9 * (1 << 20) + 12345] + BIN
+    exact = CSV[:4096] * 1280  # exactly 5 blocks of 1 MiB
+    src = make(tmp_path / "src", {"big.csv": big, "big.bin": exact, "big.txt": b""})
+    rep = zip_by_extension(src, ["csv", "bin", "txt"], tmp_path / "out", workers=2, progress=False,
+                           deflate_backend=backend, verify=True)
+    assert rep.ok[0].compressor.endswith("x2")
+    assert members(tmp_path / "out" / "big.zip") == {"big.bin": exact, "big.csv": big, "big.txt": b""}
+    if shutil.which("unzip"):
+        subprocess.run(["unzip", "-tq", str(tmp_path / "out" / "big.zip")], check=True, capture_output=True)
+    one = zip_by_extension(src, ["csv", "bin", "txt"], tmp_path / "one", workers=1, progress=False,
+                           deflate_backend=backend)
+    assert one.ok[0].compressor == f"{backend}-{2 if backend == 'isal' else 6}"
+    ratio = rep.ok[0].bytes_out / one.ok[0].bytes_out
+    assert 0.98 < ratio < 1.02  # the 32 KiB priming keeps the ratio of one stream

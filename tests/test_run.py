@@ -142,15 +142,16 @@ def test_batcher_packs_small_stems_and_puts_large_first(tmp_path):
     src = corpus(tmp_path / "src", stems=400, files=1, size=2000)
     (src / "huge_a.dat").write_bytes(b"h" * (8 << 20))
     p = plan(src, "dat")
-    b = _Batcher(p.to_write, workers=2, single=False)
+    b = _Batcher(p.to_write, workers=2)
     batches = []
     while b:
         batches.append([s.stem for s, _ in b.next()])
     assert batches[0] == ["huge_a"]
     assert sum(len(x) for x in batches) == 401
     assert 8 <= len(batches) < 100  # batched, yet enough tasks to balance two workers
-    single = _Batcher(p.to_write, workers=2, single=True)
-    assert len(single.next()) == 1
+    retried = _Batcher(p.to_write, workers=2)
+    retried.retry(retried.next()[0][0], 2)
+    assert len(retried.next()) == 1  # a stem run again after a worker died goes alone
 
 
 def test_killed_worker_does_not_end_the_run(tmp_path):

@@ -18,7 +18,9 @@ import time
 import traceback
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ._errors import SourceChangedError, StemError, StemTimeout, VerifyError
@@ -73,6 +75,55 @@ def _raw_deflater(backend: str):
     if kind == "isal":
         return _isal_zlib.compressobj(int(level), zlib.DEFLATED, -15)
     return zlib.compressobj(int(level), zlib.DEFLATED, -15)
+
+
+_BLOCK = 1 << 20  # input bytes per parallel deflate block
+_WINDOW = 32 << 10  # deflate's dictionary: the last 32 KiB of the previous block
+
+
+def _deflate_block(backend: str, block: bytes, zdict: bytes, final: bool) -> bytes:
+    kind, level = backend.split("-")
+    mod = _isal_zlib if kind == "isal" else zlib
+    c = mod.compressobj(int(level), zlib.DEFLATED, -15, **({"zdict": zdict} if zdict else {}))
+    return c.compress(block) + c.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+
+
+class _BlockDeflater:
+    """pigz's method: one raw-deflate stream compressed in 1 MiB blocks on several threads.
+
+    Each block is primed with the previous block's last 32 KiB and ends on a sync flush
+    (byte-aligned, not final); the last block finishes the stream. The result is one standard
+    deflate member. Stands in for zipfile's compressor (``compress``/``flush``); zipfile still
+    computes the CRC and sizes. At most two blocks per thread are in flight (bounded memory).
+    """
+
+    def __init__(self, backend: str, pool: ThreadPoolExecutor, threads: int):
+        self.backend, self.pool, self.limit = backend, pool, 2 * threads
+        self.buf = bytearray()
+        self.tail = b""
+        self.pending: deque[Future[bytes]] = deque()
+
+    def _submit(self, block: bytes, final: bool) -> None:
+        self.pending.append(self.pool.submit(_deflate_block, self.backend, block, self.tail, final))
+        self.tail = block[-_WINDOW:]
+
+    def _ready(self, wait_all: bool) -> bytes:
+        out = []
+        while self.pending and (wait_all or self.pending[0].done() or len(self.pending) > self.limit):
+            out.append(self.pending.popleft().result())
+        return b"".join(out)
+
+    def compress(self, data: bytes) -> bytes:
+        self.buf += data
+        while len(self.buf) >= _BLOCK:
+            self._submit(bytes(self.buf[:_BLOCK]), False)
+            del self.buf[:_BLOCK]
+        return self._ready(False)
+
+    def flush(self) -> bytes:
+        self._submit(bytes(self.buf), True)
+        self.buf = bytearray()
+        return self._ready(True)
 
 
 def _zip_time(seconds: float) -> tuple[int, int, int, int, int, int]:
@@ -136,7 +187,8 @@ class _Deadline:
 
 
 def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, backend: str,
-                deadline: _Deadline, on_bytes: ByteSink | None, stem: str) -> os.stat_result:
+                deadline: _Deadline, on_bytes: ByteSink | None, stem: str,
+                pool: ThreadPoolExecutor | None) -> os.stat_result:
     """Stream one file into ``zf``; return its stat as read (for the delete step)."""
     with open(f.path, "rb") as src:
         st = os.fstat(src.fileno())
@@ -156,7 +208,10 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
         total = 0
         with zf.open(zinfo, "w") as dst:
             if options.compression == "deflate" and getattr(dst, "_compressor", None) is not None:
-                dst._compressor = _raw_deflater(backend)
+                if pool is not None and st.st_size >= 4 * _BLOCK:
+                    dst._compressor = _BlockDeflater(backend, pool, options.threads)
+                else:
+                    dst._compressor = _raw_deflater(backend)
             while True:
                 n = src.readinto(buf)
                 if not n:
@@ -240,6 +295,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
                           message=stem.reason)
     tmp: Path | None = None
     deadline = _Deadline(stem.stem, options.timeout)
+    threaded = options.threads > 1 and options.compression == "deflate" and stem.bytes >= 4 * _BLOCK
+    pool = ThreadPoolExecutor(options.threads, thread_name_prefix="zipkit-deflate") if threaded else None
     try:
         backend = deflate_backend(options)
         with deadline.armed():
@@ -251,7 +308,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
                 with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression],
                                      allowZip64=True) as zf:
                     for f in stem.files:
-                        read[f.name] = _add_member(zf, f, options, backend, deadline, on_bytes, stem.stem)
+                        read[f.name] = _add_member(zf, f, options, backend, deadline, on_bytes,
+                                                   stem.stem, pool)
                 raw.flush()
                 if options.durable or options.delete_sources:
                     os.fsync(raw.fileno())
@@ -262,6 +320,9 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         tmp = None
         if options.durable or options.delete_sources:
             _fsync_dir(stem.archive.parent)
+        if pool is not None:
+            pool.shutdown(wait=True)
+            pool = None
         size_out = stem.archive.stat().st_size
         deleted: list[str] = []
         if options.delete_sources:
@@ -269,9 +330,13 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         return StemResult(
             stem.stem, stem.archive, names, sum(s.st_size for s in read.values()), size_out,
             time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),
-            compressor=backend, cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
+            compressor=f"{backend}x{options.threads}" if threaded else backend,
+            cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
         )
     except BaseException as e:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            pool = None
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()

@@ -68,6 +68,7 @@ class ArchiveOptions:
     durable: bool = False
     timeout: float | None = None
     chunk_size: int = 1 << 20
+    threads: int = 1  # deflate threads per member (set by the run when stems < CPUs)
 
 
 @dataclass(frozen=True)

@@ -144,10 +144,10 @@ class _Batcher:
     plus bytes over throughput.
     """
 
-    def __init__(self, stems: Sequence[StemPlan], workers: int, single: bool):
+    def __init__(self, stems: Sequence[StemPlan], workers: int):
         self.queue: deque[tuple[StemPlan, int]] = deque(
             (s, 1) for s in sorted(stems, key=lambda s: (-s.bytes, s.stem)))
-        self.workers, self.single = workers, single
+        self.workers = workers
         self.overhead, self.rate = 0.003, 50e6  # first guesses: 3 ms per stem, 50 MB/s
         self.bytes_left = sum(s.bytes for s in stems)
 
@@ -178,7 +178,7 @@ class _Batcher:
     def next(self) -> list[tuple[StemPlan, int]]:
         first = self._take()
         batch = [first]
-        if self.single or first[1] > 1:
+        if first[1] > 1:
             return batch
         left = self.overhead * len(self.queue) + self.bytes_left / self.rate
         target = min(TARGET_TASK_SECONDS, max(0.005, left / (4 * self.workers)))
@@ -284,14 +284,14 @@ class _Run:
                         if isinstance(e, KeyboardInterrupt):
                             raise
                         broken |= isinstance(e, BrokenExecutor)
-                        self._lost(batch, batcher, e, timed_out=fut in overdue, blameless=bool(overdue))
+                        self._lost(batch, batcher, e, overdue=fut in overdue, blameless=bool(overdue))
                         continue
                     batcher.learn(results)
                     self.record(results, max(a for _, a in batch))
                 if broken and own:
                     for fut, batch in in_flight.items():  # all of them died with the pool
                         self._lost(batch, batcher, BrokenExecutor("pool broken"),
-                                   timed_out=fut in overdue, blameless=bool(overdue))
+                                   overdue=fut in overdue, blameless=bool(overdue))
                     in_flight.clear()
                     started.clear()
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -329,20 +329,30 @@ class _Run:
             if stem not in self.results:
                 self.progress.add(stem, n)
 
-    def _lost(self, batch, batcher: _Batcher, error: BaseException, *, timed_out: bool,
+    def _lost(self, batch, batcher: _Batcher, error: BaseException, *, overdue: bool,
               blameless: bool = False) -> None:
-        """The task running ``batch`` died: retry its stems once (``blameless``: we killed it
-        for another stem's timeout, so it costs no attempt), or report them."""
+        """The task running ``batch`` died before it returned.
+
+        Stems whose archive is already in place count as done. In an ``overdue`` task (killed
+        by the watchdog) the first unfinished stem is the one that hung: it timed out, the rest
+        run again at no cost. Otherwise (a worker died) each stem runs once more, unless
+        ``blameless`` (killed for another task's timeout), then it is reported lost.
+        """
+        hung_found = False
         for stem, attempt in batch:
             if stem.stem in self.results:
                 continue
             self.progress.forget(stem.stem)
-            if timed_out:
+            done = self._finished_on_disk(stem, "finished before its worker was stopped")
+            if done is not None:
+                self.record([done], attempt)
+            elif overdue and not hung_found:
+                hung_found = True
                 msg = (f"stem {stem.stem!r} ran past its timeout of {self.options.timeout:g} s and "
                        "did not stop; its worker was replaced")
                 self.record([StemResult(stem.stem, None, stem.names, 0, 0, self.options.timeout or 0,
                                         "timed_out", error_type="StemTimeout", message=msg)], attempt)
-            elif blameless:
+            elif blameless or overdue:
                 batcher.retry(stem, attempt)
             elif attempt < MAX_ATTEMPTS:
                 batcher.retry(stem, attempt + 1)
@@ -352,14 +362,25 @@ class _Run:
                 self.record([StemResult(stem.stem, None, stem.names, 0, 0, 0.0, "failed",
                                         error_type=WorkerLost.__name__, message=msg)], attempt)
 
+    def _finished_on_disk(self, s: StemPlan, message: str) -> StemResult | None:
+        """The stem's archive if this run put it in place (the rename is atomic, so it is whole)."""
+        try:
+            st = s.archive.stat()
+        except OSError:
+            return None
+        if st.st_mtime_ns < self.started_ns:
+            return None
+        return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok", message=message)
+
     def _watch_deadlines(self, in_flight, started, overdue, timeout: float, pool) -> None:
-        """Kill the pool when a stem overruns its timeout by far and its worker did not stop."""
+        """Kill the pool when a task overruns its stems' timeouts by far and its worker did not stop."""
         now = time.monotonic()
         for fut in in_flight:
             if fut.running():
                 started.setdefault(fut, now)
-        grace = 2.0 + 0.2 * timeout
-        late = [f for f, t0 in started.items() if now - t0 > timeout + grace and f not in overdue]
+        grace = 2.0 + 0.2 * timeout  # the worker's own alarm should have fired well before
+        late = [f for f, t0 in started.items()
+                if now - t0 > timeout * len(in_flight[f]) + grace and f not in overdue]
         if late:
             overdue.update(late)
             log.warning("%d stem(s) did not stop at their timeout; replacing the workers", len(late))
@@ -368,15 +389,11 @@ class _Run:
                     p.kill()
 
     def _unfinished(self, s: StemPlan, interrupted: str | None) -> StemResult:
-        """A stem with no result: its worker may still have put the archive in place (the rename
-        is atomic) before it was stopped; then say so rather than call it cancelled."""
-        try:
-            st = s.archive.stat()
-        except OSError:
-            st = None
-        if st is not None and st.st_mtime_ns >= self.started_ns:
-            return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok",
-                              message="finished as the run stopped")
+        """A stem with no result: done if its archive was put in place before the stop, else
+        cancelled."""
+        done = self._finished_on_disk(s, "finished as the run stopped")
+        if done is not None:
+            return done
         return StemResult(s.stem, None, s.names, 0, 0, 0.0, "cancelled", message=interrupted or "not run")
 
     # -- the report --------------------------------------------------------------------------
@@ -456,9 +473,12 @@ def run_plan(
         raise SourceError(f"cannot create output folder {plan.output}: {e.strerror}", path=plan.output) from e
     bar = _Progress(progress, plan.total_bytes, len(plan.stems))
     run = _Run(plan, n, bar, cancel)
+    if executor is None:  # CPUs the stems leave idle compress blocks of big members in parallel
+        budget = available_cpus() if workers == "auto" else int(workers)
+        run.options = replace(run.options, threads=max(1, budget // max(1, min(n, len(todo)))))
     run.record([StemResult(s.stem, s.archive, s.names, s.bytes, 0, 0.0, "skipped", message=s.reason)
                 for s in plan.to_skip])
-    batcher = _Batcher(todo, n, single=plan.options.timeout is not None)
+    batcher = _Batcher(todo, n)
     inline = executor is None and (n <= 1 or len(todo) <= 1)
     name = "in-process" if inline else ("process pool" if executor is None else type(executor).__name__)
     t0 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -63,16 +64,21 @@ def _resolve_workers(workers: int | str | None, n_stems: int) -> int:
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    """fork while this process has one thread (fast, works in unguarded scripts); else forkserver.
+    """fork on Linux while this process has one thread (fast, works in scripts without a
+    ``__main__`` guard); else forkserver (spawn where there is none).
 
-    A Jupyter kernel always has threads, so it never forks.
+    A Jupyter kernel always has threads, so it is never forked.
     """
     import multiprocessing
 
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")  # macOS system libraries are not fork-safe
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["zipkit._worker"])  # workers start with zipkit imported
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 class _Progress:

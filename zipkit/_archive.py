@@ -347,6 +347,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         msg = str(e)
         if isinstance(e, OSError) and not isinstance(e, StemError):
             msg = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
+            if e.filename2:  # a failed rename: name the archive in the way, not the temp file
+                msg = f"{e.strerror or e}: {e.filename2}"
         log.warning("stem %s %s: %s", stem.stem, status.replace("_", " "), msg)
         return StemResult(
             stem.stem, stem.archive if archived else None, names, 0, 0, time.perf_counter() - t0,

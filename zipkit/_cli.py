@@ -70,9 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-size-kb", type=float, help="marker filter: at least this size")
     g.add_argument("--max-size-kb", type=float, help="marker filter: at most this size")
     a = p.add_argument_group("archives")
-    a.add_argument("-c", "--compression", choices=COMPRESSIONS, default="deflate")
+    a.add_argument("-c", "--compression", choices=COMPRESSIONS, default="deflate",
+                   help="compression method (default deflate)")
     a.add_argument("-l", "--level", type=int, help="compression level 0-9 (deflate default 6)")
-    a.add_argument("--overwrite", choices=OVERWRITE_POLICIES, default="always")
+    a.add_argument("--overwrite", choices=OVERWRITE_POLICIES, default="always",
+                   help="existing archives: always rebuild, never touch, or update when out of date")
     a.add_argument("--verify", action="store_true", help="re-read each archive and check CRCs")
     a.add_argument("--delete-sources", action="store_true",
                    help="delete a stem's files once its archive is in place, fsynced and verified")

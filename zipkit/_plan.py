@@ -132,7 +132,7 @@ class Plan:
 
     @property
     def total_bytes(self) -> int:
-        """Bytes to read: the files of the stems to write."""
+        """Bytes to read (the files of the stems to write)."""
         return sum(s.bytes for s in self.to_write)
 
     @property

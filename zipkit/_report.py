@@ -144,12 +144,13 @@ class Report:
     def advice(self) -> str | None:
         """One line of tuning advice when the run was bound by something the user can change."""
         done = [r for r in self.results if r.status == "ok"]
+        ran = [r for r in self.results if r.status not in ("skipped", "cancelled")]
         if not done or self.seconds < 0.5:
             return None
         compressors = {r.compressor for r in done}
-        if len(done) < self.workers and self.workers > 1:
-            return (f"only {len(done)} stem(s) for {self.workers} workers: the extra workers idled; "
-                    f"use workers={len(done)} or split the data into more stems")
+        if len(ran) < self.workers and self.workers > 1:
+            return (f"only {len(ran)} stem(s) for {self.workers} workers: the extra workers idled; "
+                    f"use workers={len(ran)} or split the data into more stems")
         if any(c.startswith("zlib-") for c in compressors) and self.cpu_utilisation > 0.7:
             return ("compression-bound with zlib: install isal (pip install isal) for a deflate "
                     "several times faster, or lower the level")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import zipkit
 from zipkit import ArchiveOptions, plan, zip_by_extension
 from zipkit._archive import deflate_backend, write_archive
 
@@ -193,3 +194,17 @@ def test_big_member_of_a_lone_stem_is_deflated_on_several_threads(tmp_path, back
     assert one.ok[0].compressor == f"{backend}-{2 if backend == 'isal' else 6}"
     ratio = rep.ok[0].bytes_out / one.ok[0].bytes_out
     assert 0.98 < ratio < 1.02  # the 32 KiB priming keeps the ratio of one stream
+
+
+def test_lzma_level_is_honoured_and_bzip2_level_0_refused(tmp_path):
+    src = make(tmp_path / "src", {"a.csv": CSV})
+    sizes = {}
+    for level in (0, 9):
+        rep = zip_by_extension(src, "csv", tmp_path / f"l{level}", compression="lzma", level=level,
+                               progress=False)
+        assert rep.ok[0].compressor == f"lzma-{level}"
+        assert members(tmp_path / f"l{level}" / "a.zip") == {"a.csv": CSV}
+        sizes[level] = rep.ok[0].bytes_out
+    assert sizes[9] < sizes[0]
+    with pytest.raises(zipkit.UsageError, match="level for bzip2 must be an integer 1..9"):
+        plan(src, "csv", compression="bzip2", level=0)

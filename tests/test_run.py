@@ -234,3 +234,14 @@ def test_report_renders(tmp_path):
     rec = rep.to_records()
     assert rec[0]["stem"] == "case000_part0" and rec[0]["status"] == "ok" and json.dumps(rec)
     assert rep["case001_part2"].bytes_in == 20_000
+
+
+def test_worker_log_records_reach_the_parent(tmp_path, caplog):
+    src = corpus(tmp_path / "src", stems=4, files=1)
+    p = plan(src, "dat", tmp_path / "out")
+    (src / "case001_part0.dat").unlink()
+    with caplog.at_level("WARNING", logger="zipkit"):
+        rep = run_plan(p, workers=2, progress=False)
+    assert rep.executor == "process pool" and len(rep.failed) == 1
+    assert any("case001_part0" in r.getMessage() and r.process != os.getpid() for r in caplog.records)
+    assert repr(rep).startswith("<zipkit.Report: 3 ok") and repr(p).startswith("<zipkit.Plan ")

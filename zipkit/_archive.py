@@ -54,7 +54,7 @@ def _isal_level(level: int) -> int:
 def deflate_backend(options: ArchiveOptions) -> str:
     """Name of the compressor these options use, e.g. ``'isal-2'``, ``'zlib-6'``, ``'stored'``."""
     if options.compression != "deflate":
-        if options.compression in ("stored", "lzma") or options.level is None:
+        if options.compression == "stored" or options.level is None:
             return options.compression
         return f"{options.compression}-{options.level}"
     level = _DEFAULT_LEVEL if options.level is None else options.level
@@ -67,6 +67,23 @@ def deflate_backend(options: ArchiveOptions) -> str:
             raise StemError("deflate_backend='isal' but the isal package is not installed")
         return f"isal-{_isal_level(level)}"
     return f"zlib-{level}"
+
+
+class _LevelLZMA(zipfile.LZMACompressor):
+    """zipfile's LZMA member compressor (always preset 6) with a chosen preset."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def _init(self) -> bytes:
+        import lzma
+        import struct
+
+        spec = {"id": lzma.FILTER_LZMA1, "preset": self.level}
+        props = lzma._encode_filter_properties(spec)  # the header keeps lc/lp/pb/dictionary size
+        self._comp = lzma.LZMACompressor(lzma.FORMAT_RAW, filters=[spec])
+        return struct.pack("<BBH", 9, 4, len(props)) + props
 
 
 def _raw_deflater(backend: str):
@@ -212,6 +229,8 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
                     dst._compressor = _BlockDeflater(backend, pool, options.threads)
                 else:
                     dst._compressor = _raw_deflater(backend)
+            elif options.compression == "lzma" and options.level is not None:
+                dst._compressor = _LevelLZMA(options.level)
             while True:
                 n = src.readinto(buf)
                 if not n:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ._errors import ConfigError, UsageError
-from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
+from ._plan import COMPRESSIONS, LEVELS, MATCH_MODES, OVERWRITE_POLICIES
 
 __all__ = [
     "SCHEMA",
@@ -652,9 +652,9 @@ def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any]
                    f"{lo} is larger than max_size_kb {hi}: no marker could be selected")
     compression, level = settings["zipkit.compression"], settings["zipkit.level"]
     if level is not None:
-        top = 0 if compression == "stored" else 9
-        if not 0 <= level <= top:
-            raise fail("zipkit.level", f"level for {compression} must be 0..{top}, got {level}")
+        low, top = LEVELS[compression]
+        if not low <= level <= top:
+            raise fail("zipkit.level", f"level for {compression} must be {low}..{top}, got {level}")
     for key in ("parallel_processing.save_error_reports", "zipkit.save_error_reports"):
         if isinstance(settings[key], str):
             settings[key] = _resolve_path(settings[key], base)

@@ -37,6 +37,7 @@ Compression = Literal["deflate", "stored", "bzip2", "lzma"]
 COMPRESSIONS = ("deflate", "stored", "bzip2", "lzma")
 OVERWRITE_POLICIES = ("always", "never", "update")
 MATCH_MODES = ("prefix", "contains")
+LEVELS = {"deflate": (0, 9), "bzip2": (1, 9), "lzma": (0, 9), "stored": (0, 0)}  # valid levels
 TEMP_PREFIX = ".zipkit-"
 TEMP_SUFFIX = ".tmp"
 
@@ -96,7 +97,7 @@ class StemPlan:
         return tuple(f.name for f in self.files)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Plan:
     """What a run would do, computed without writing anything.
 
@@ -138,6 +139,9 @@ class Plan:
     @property
     def file_count(self) -> int:
         return sum(len(s.files) for s in self.to_write)
+
+    def __repr__(self) -> str:
+        return f"<zipkit.Plan {self.source} -> {self.output}: {self.summary_line()}>"
 
     def summary_line(self) -> str:
         return (
@@ -457,9 +461,9 @@ def plan(
     if deflate_backend not in ("auto", "zlib", "isal"):
         raise UsageError(f"deflate_backend must be auto, zlib or isal, not {deflate_backend!r}")
     if level is not None:
-        top = {"deflate": 9, "bzip2": 9, "lzma": 9, "stored": 0}[compression]
-        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= top:
-            raise UsageError(f"level for {compression} must be an integer 0..{top}, not {level!r}")
+        low, top = LEVELS[compression]
+        if not isinstance(level, int) or isinstance(level, bool) or not low <= level <= top:
+            raise UsageError(f"level for {compression} must be an integer {low}..{top}, not {level!r}")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
     if stems is not None and stems_from is not None:

@@ -53,7 +53,7 @@ class StemResult:
         return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Report:
     """The result of a run: one :class:`StemResult` per stem plus what the plan left out.
 
@@ -166,6 +166,9 @@ class Report:
             return (f"I/O-bound: workers were busy {self.cpu_utilisation:.0%} of the time at "
                     f"{format_bytes(self.throughput)}/s; more workers will not help")
         return None
+
+    def __repr__(self) -> str:
+        return f"<zipkit.Report: {self.summary_line()}>"
 
     # --- rendering --------------------------------------------------------------------------
     def summary_line(self) -> str:

@@ -228,6 +228,7 @@ class _Run:
         self.results: dict[str, StemResult] = {}
         self.attempts: dict[str, int] = {}
         self.notes: list[str] = []
+        self.restarts = 0  # pools replaced because a worker died
         self.by_name = {s.stem: s for s in plan.stems}
         self.started_ns = time.time_ns() - 50_000_000  # minus a coarse filesystem clock tick
 
@@ -305,8 +306,7 @@ class _Run:
                     pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
                                                initargs=(queue,))
                     if not overdue:
-                        self.notes.append("a worker process died; its unfinished stems were run "
-                                          "again in a fresh pool")
+                        self.restarts += 1
                         log.warning("worker process died; restarting the pool")
                     overdue.clear()
                 if timeout and own:
@@ -329,11 +329,13 @@ class _Run:
 
         while True:
             try:
-                stem, n = queue.get_nowait()
+                msg = queue.get_nowait()
             except (_q.Empty, OSError, ValueError, EOFError):
                 return
-            if stem not in self.results:
-                self.progress.add(stem, n)
+            if isinstance(msg, logging.LogRecord):  # a worker's log record
+                logging.getLogger(msg.name).handle(msg)
+            elif msg[0] not in self.results:
+                self.progress.add(*msg)
 
     def _lost(self, batch, batcher: _Batcher, error: BaseException, *, overdue: bool,
               blameless: bool = False) -> None:
@@ -407,6 +409,9 @@ class _Run:
                interrupted: str | None = None) -> Report:
         results = [self.results.get(s.stem) or self._unfinished(s, interrupted) for s in self.plan.stems]
         notes = list(self.notes)
+        if self.restarts:
+            notes.append(f"a worker process died ({self.restarts} time(s)); its unfinished stems were "
+                         "run again in a fresh pool")
         if interrupted:
             notes.append(interrupted)
         rep = Report(tuple(results), seconds, self.workers, executor_name, source=self.plan.source,

@@ -5,6 +5,7 @@ Module-level functions only, so that spawn and forkserver workers can import the
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from typing import Any
@@ -20,10 +21,20 @@ _PROGRESS_EVERY = 0.2  # seconds between byte-progress messages from one worker
 
 
 def init_worker(queue: Any) -> None:
-    """Pool initializer: leave Ctrl-C to the parent, and remember the progress queue."""
+    """Pool initializer: leave Ctrl-C to the parent; send progress and zipkit's log records home.
+
+    Log records travel on the progress queue so that they appear in the parent (in Jupyter: in
+    the cell that runs), not on the worker's stderr at some later time.
+    """
     global _queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _queue = queue
+    if queue is not None:
+        from logging.handlers import QueueHandler
+
+        log = logging.getLogger("zipkit")
+        log.handlers[:] = [QueueHandler(queue)]
+        log.propagate = False
 
 
 class _Ticker:

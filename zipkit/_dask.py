@@ -11,7 +11,12 @@ where the tasks run and adds what a cluster needs on top:
 - a worker that dies is noticed from the scheduler's ``remove-worker`` events; the stems Dask
   ran again elsewhere say so in the report (``attempts`` 2, "retried"); a task that Dask gives up
   on (``KilledWorker``) reaches the core as a failed task, and the core retries its stems once;
+- before the first task, the workers are checked to import zipkit (one clear error, not one
+  failure per stem);
 - on the way out, temp files left by killed workers are removed.
+
+``executor=client.get_executor()`` gets the same through :func:`adapted` (when the core wraps
+it); any other executor is left alone.
 
 ``distributed`` is imported only here, and only when asked for.
 """
@@ -23,10 +28,12 @@ import contextlib
 import dataclasses
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import socket
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -330,6 +337,33 @@ def _parse(spec: str) -> tuple[str, str]:
                      "such as 'tcp://host:8786', or a scheduler file (.json)")
 
 
+def _check_reachable(where: str, kind: str, timeout: float | None) -> None:
+    """Fail fast when a ``tcp://`` scheduler does not answer (a refused port fails at once).
+
+    Checked before making a ``Client``: one that fails to connect keeps its event-loop thread.
+    """
+    address = where
+    if kind == "file":
+        try:
+            address = json.loads(Path(where).read_text(encoding="utf-8"))["address"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"Dask scheduler file {where} cannot be read: {e}") from e
+    parts = urllib.parse.urlsplit(address)
+    if parts.scheme != "tcp" or not parts.hostname or not parts.port:
+        return  # tls://, inproc:// …: left to Dask
+    if timeout is None:
+        import dask
+        from dask.utils import parse_timedelta
+
+        timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=timeout).close()
+    except OSError as e:
+        raise UsageError(f"cannot reach the Dask scheduler at {where}"
+                         + (f" ({address})" if address != where else "")
+                         + f": {e.strerror or e}") from e
+
+
 @contextlib.contextmanager
 def dask_executor(spec: str = "dask", *, workers: int | str | None = "auto",
                   timeout: float | None = None) -> Iterator[DaskExecutor]:
@@ -387,6 +421,7 @@ def dask_executor(spec: str = "dask", *, workers: int | str | None = "auto",
             kw: dict[str, Any] = {"set_as_default": False}
             if timeout is not None:
                 kw["timeout"] = timeout
+            _check_reachable(where, kind, timeout)
             try:
                 client = (distributed.Client(scheduler_file=where, **kw) if kind == "file"
                           else distributed.Client(where, **kw))

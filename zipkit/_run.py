@@ -471,7 +471,13 @@ def run_plan(
     if isinstance(executor, str):  # "dask", "dask://local" or a scheduler address
         from ._dask import dask_executor
 
-        with dask_executor(executor) as ex:
+        with dask_executor(executor, workers=workers) as ex:
+            return run_plan(plan, workers=workers, executor=ex, progress=progress, cancel=cancel,
+                            save_error_reports=save_error_reports)
+    if type(executor).__name__ == "ClientExecutor" and type(executor).__module__.startswith("distributed"):
+        from ._dask import adapted  # Dask's own executor: host names in errors, "retried" marks
+
+        with adapted(executor) as ex:
             return run_plan(plan, workers=workers, executor=ex, progress=progress, cancel=cancel,
                             save_error_reports=save_error_reports)
     todo = plan.to_write
@@ -508,6 +514,7 @@ def run_plan(
         _cleanup_temps(plan.output, run.run_id)
     if interrupted is None and cancel is not None and cancel.is_set():
         interrupted = "cancelled before it finished"
+    run.notes.extend(getattr(executor, "notes", ()))  # e.g. Dask: workers that died
     rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
     log.info("zipkit: %s", rep.summary_line())
     if interrupted and "Ctrl-C" in interrupted:

@@ -207,6 +207,10 @@ class Report:
         if self.ignored:
             out.append(f"{len(self.ignored)} entr(ies) ignored: "
                        + "; ".join(f"{p.name} ({why})" for p, why in self.ignored[:5]))
+        if self.ok and self.seconds > 0:
+            out.append(f"performance: {format_bytes(self.throughput)}/s, workers "
+                       f"{self.cpu_utilisation:.0%} busy, peak memory of a zipping process "
+                       f"{format_bytes(self.peak_rss)}")
         if self.error_report:
             out.append(f"error report: {self.error_report}")
         if self.advice:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -195,19 +196,29 @@ class _Deadline:
             self.check()
 
         old = signal.signal(signal.SIGALRM, _fire)
-        signal.setitimer(signal.ITIMER_REAL, self.seconds + 0.05, 0.25)
+        armed_at = time.monotonic()
+        caller = signal.setitimer(signal.ITIMER_REAL, self.seconds + 0.05, 0.25)
         try:
             yield
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0, 0)
             signal.signal(signal.SIGALRM, old)
+            if caller[0] > 0:  # give the caller's own timer back, less the time spent here
+                left = caller[0] - (time.monotonic() - armed_at)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), caller[1])
 
 
 def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, backend: str,
                 deadline: _Deadline, on_bytes: ByteSink | None, stem: str,
                 pool: ThreadPoolExecutor | None) -> os.stat_result:
     """Stream one file into ``zf``; return its stat as read (for the delete step)."""
-    with open(f.path, "rb") as src:
+    # O_NONBLOCK: a path that became a FIFO since the plan must not block open() forever
+    fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SourceChangedError(f"{f.path} is no longer a regular file; stem {stem!r} not archived",
+                                 stem=stem, path=f.path)
+    with open(fd, "rb") as src:
         st = os.fstat(src.fileno())
         if options.reproducible:
             zinfo = zipfile.ZipInfo(f.name, _fixed_time(options.source_date_epoch))
@@ -272,6 +283,15 @@ def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
         raise VerifyError(f"archive of stem {stem!r} failed verification: {e}", stem=stem) from e
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # once, at import: os.umask is process-wide and cannot be read safely later
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -321,6 +341,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         with deadline.armed():
             fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{run_id}-", suffix=TEMP_SUFFIX,
                                             dir=stem.archive.parent)
+            if hasattr(os, "fchmod"):  # as zip and open() do: 0666 less the umask, not 0600
+                os.fchmod(fd, 0o666 & ~_UMASK)
             tmp = Path(tmp_name)
             read: dict[str, os.stat_result] = {}
             with open(fd, "wb") as raw:

@@ -363,7 +363,8 @@ def _as_list(value: str | Sequence[str] | None, what: str) -> list[str]:
 
 
 def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
-                    overwrite: Overwrite) -> tuple[Literal["create", "overwrite", "skip"], str]:
+                    overwrite: Overwrite, check_crc: bool = False,
+                    ) -> tuple[Literal["create", "overwrite", "skip"], str]:
     if not exists:
         return "create", ""
     if overwrite == "always":
@@ -372,15 +373,21 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
         return "skip", "archive exists"
     # update: skip only an archive newer than every member that holds exactly the same names
     import zipfile
+    import zlib
 
     try:
         st = archive.stat()
         with zipfile.ZipFile(archive) as zf:
-            names = sorted(zf.namelist())
-    except (OSError, zipfile.BadZipFile, ValueError) as e:
+            sizes = {i.filename: i.file_size for i in zf.infolist()}
+            bad = zf.testzip() if check_crc else None  # verify on: trust no archive unread
+    except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError) as e:
         return "overwrite", f"existing archive unreadable ({e.__class__.__name__}); rebuilt"
-    if names != sorted(f.name for f in files):
+    if sorted(sizes) != sorted(f.name for f in files):
         return "overwrite", "members differ"
+    if bad is not None:
+        return "overwrite", f"existing archive corrupt (bad CRC in {bad}); rebuilt"
+    if any(sizes[f.name] != f.size for f in files):
+        return "overwrite", "a member's size differs"
     if any(f.mtime_ns > st.st_mtime_ns for f in files):
         return "overwrite", "a member is newer"
     return "skip", "up to date"
@@ -555,7 +562,8 @@ def plan(
             continue
         files = tuple(sorted(groups[stem], key=lambda f: f.name))
         archive = out / f"{stem}.zip"
-        action, reason = _archive_action(archive, files, archive.name in out_names, overwrite)
+        action, reason = _archive_action(archive, files, archive.name in out_names, overwrite,
+                                         check_crc=options.verify)
         stem_plans.append(StemPlan(stem, files, archive, action, reason, frozenset(keep.get(stem, ()))))
 
     empty = tuple(s for s in (wanted or []) if s not in groups)

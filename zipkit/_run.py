@@ -233,10 +233,10 @@ class _Run:
         self.started_ns = time.time_ns() - 50_000_000  # minus a coarse filesystem clock tick
 
     def record(self, results: Sequence[StemResult], attempt: int = 1) -> None:
-        for r in results:
-            if attempt > 1:
-                r = replace(r, attempts=attempt)
+        results = [replace(r, attempts=attempt) if attempt > 1 else r for r in results]
+        for r in results:  # all kept before a progress callback may raise (Ctrl-C, cancel)
             self.results[r.stem] = r
+        for r in results:
             self.progress.finish(r, 0 if r.status == "skipped" else self.by_name[r.stem].bytes)
 
     def _check_cancel(self) -> None:
@@ -283,18 +283,20 @@ class _Run:
                     self._drain(queue)
                 broken = False
                 for fut in done:
-                    batch = in_flight.pop(fut)
+                    batch = in_flight[fut]  # popped once recorded: a stop before then harvests it
                     started.pop(fut, None)
                     try:
                         results = fut.result()
                     except BaseException as e:  # the task, not a stem, failed: worker lost
                         if isinstance(e, KeyboardInterrupt):
                             raise
+                        del in_flight[fut]
                         broken |= isinstance(e, BrokenExecutor)
                         self._lost(batch, batcher, e, overdue=fut in overdue, blameless=bool(overdue))
                         continue
                     batcher.learn(results)
                     self.record(results, max(a for _, a in batch))
+                    del in_flight[fut]
                 if broken and own:
                     for fut, batch in in_flight.items():  # all of them died with the pool
                         self._lost(batch, batcher, BrokenExecutor("pool broken"),
@@ -323,6 +325,10 @@ class _Run:
             else:
                 for fut in in_flight:
                     fut.cancel()
+            for fut in in_flight:  # tasks that finished before the stop but were not recorded
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    for r in fut.result():
+                        self.results.setdefault(r.stem, r)
 
     def _drain(self, queue) -> None:
         import queue as _q
@@ -378,7 +384,9 @@ class _Run:
             return None
         if st.st_mtime_ns < self.started_ns:
             return None
-        return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok", message=message)
+        gone = tuple(f.name for f in s.files if not os.path.lexists(f.path))  # the worker deleted them
+        return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok", message=message,
+                          deleted=gone)
 
     def _watch_deadlines(self, in_flight, started, overdue, timeout: float, pool) -> None:
         """Kill the pool when a task overruns its stems' timeouts by far and its worker did not stop."""

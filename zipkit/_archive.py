@@ -231,7 +231,7 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
         if options.level is not None and options.compression in ("deflate", "bzip2"):
             zinfo._compresslevel = options.level  # zipfile's own per-member level slot
         zinfo.file_size = st.st_size  # lets zipfile choose ZIP64 up front for big members
-        buf = bytearray(options.chunk_size)
+        buf = bytearray(min(options.chunk_size, max(4096, st.st_size + 1)))  # small file, small buffer
         view = memoryview(buf)
         total = 0
         with zf.open(zinfo, "w") as dst:

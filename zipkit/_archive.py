@@ -9,11 +9,11 @@ place, fsynced and verified.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
 import stat
-import tempfile
 import threading
 import time
 import traceback
@@ -49,11 +49,12 @@ ByteSink = Callable[[int], None]
 
 def _isal_level(level: int) -> int:
     """zlib level → the ISA-L level of similar intent (ISA-L has 0..3)."""
-    return 0 if level <= 1 else 1 if level <= 3 else 2 if level <= 6 else 3
+    # 6 (the default) → 3: within 3% of zip -6's size on simulation output, still ~9x faster
+    return 0 if level <= 1 else 1 if level <= 3 else 2 if level <= 5 else 3
 
 
 def deflate_backend(options: ArchiveOptions) -> str:
-    """Name of the compressor these options use, e.g. ``'isal-2'``, ``'zlib-6'``, ``'stored'``."""
+    """Name of the compressor these options use, e.g. ``'isal-3'``, ``'zlib-6'``, ``'stored'``."""
     if options.compression != "deflate":
         if options.compression == "stored" or options.level is None:
             return options.compression
@@ -283,13 +284,18 @@ def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
         raise VerifyError(f"archive of stem {stem!r} failed verification: {e}", stem=stem) from e
 
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+_temp_numbers = itertools.count()
 
 
-_UMASK = _read_umask()  # once, at import: os.umask is process-wide and cannot be read safely later
+def _temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
+    """Create ``.zipkit-RUN-PID-N.tmp`` in ``folder`` (mode 0666 less the umask, as zip does)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        path = folder / f"{TEMP_PREFIX}{run_id}-{os.getpid()}-{next(_temp_numbers)}{TEMP_SUFFIX}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:  # left by an earlier process with the same pid
+            continue
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -339,11 +345,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
     try:
         backend = deflate_backend(options)
         with deadline.armed():
-            fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{run_id}-", suffix=TEMP_SUFFIX,
-                                            dir=stem.archive.parent)
-            if hasattr(os, "fchmod"):  # as zip and open() do: 0666 less the umask, not 0600
-                os.fchmod(fd, 0o666 & ~_UMASK)
-            tmp = Path(tmp_name)
+            fd, tmp = _temp_file(stem.archive.parent, run_id)
             read: dict[str, os.stat_result] = {}
             with open(fd, "wb") as raw:
                 with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression],

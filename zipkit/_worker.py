@@ -65,6 +65,5 @@ def run_batch(batch: list[StemPlan], options: ArchiveOptions, run_id: str,
     for stem in batch:
         tick = _Ticker(stem.stem, send) if send is not None else None
         out.append(write_archive(stem, options, run_id=run_id, on_bytes=tick))
-        if tick is not None:
-            tick.flush()
+        # no final flush: the parent counts a finished stem's bytes from its result
     return out

@@ -1,0 +1,640 @@
+"""Time zipkit against the tools a user would pick instead, on deterministic corpora.
+
+One command generates the corpora (see :mod:`benchmarks.corpora`), runs every method as a
+whole process, median of K runs with a warm page cache and the output removed (and synced)
+between runs, prints one table per corpus and writes everything to JSON::
+
+    python -m benchmarks.run                      # full size, K=5 (tens of minutes on 2 cores)
+    python -m benchmarks.run --quick              # scaled down, K=3: a smoke run
+    python -m benchmarks.run --only mixed256 --only startup
+    python -m benchmarks.run --only rss           # peak RSS while zipping a 2 GiB file (opt-in)
+
+Methods run round-robin (run 1 of every method, then run 2 …) so that load from other
+processes on a shared machine spreads over all of them; ratios measured in the same run are
+more trustworthy than absolute seconds. Baselines whose programs are missing are skipped with
+a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .corpora import Corpus, MiB, binary_bytes, build, text_bytes
+
+__all__ = ["METHODS", "main"]
+
+REPO = Path(__file__).resolve().parent.parent
+QUICK_SCALE = 1 / 32
+CASES = ("startup", "codecs", "mixed256", "small5000", "huge", "longtail", "rss")
+DEFAULT_CASES = CASES[:-1]  # rss writes 2 GiB: opt-in
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _seven_zip() -> str | None:
+    return next((exe for exe in ("7zz", "7z", "7za") if shutil.which(exe)), None)
+
+
+# -- methods -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ctx:
+    """What a method needs to build its command for one corpus."""
+
+    corpus: Corpus
+    out: Path
+    workers: int
+    stem_list: Path  # one line per stem: "OUT/STEM.zip name1 name2 …" (for xargs -L1)
+    file_list: Path  # one data file name per line
+    archive_list: Path  # one archive path per line
+
+
+@dataclass(frozen=True)
+class Cmd:
+    argv: list[str]
+    cwd: Path
+    stdin: Path | None = None
+    discard_stdout: bool = False  # the command's output is data (cat), not a log
+
+
+@dataclass(frozen=True)
+class Method:
+    key: str
+    label: Callable[[int], str]
+    make: Callable[[Ctx], Cmd]
+    needs: tuple[str, ...] = ()
+    archives: bool = True  # writes one archive per stem
+
+
+def _py(module: str, ctx: Ctx, *extra: str) -> Cmd:
+    c = ctx.corpus
+    exts = [a for e in c.extensions for a in ("--ext", e)]
+    return Cmd([sys.executable, "-m", module, str(c.data), str(c.markers), str(ctx.out), *exts, *extra], REPO)
+
+
+def _zipkit(ctx: Ctx, *extra: str) -> Cmd:
+    c = ctx.corpus
+    exts = [a for e in c.extensions for a in ("-e", e)]
+    return Cmd([sys.executable, "-m", "zipkit", str(c.data), *exts, "-o", str(ctx.out), "--stems-from",
+                str(c.markers), "--stem-ext", "yml", "--no-progress", "-q", *extra], REPO)
+
+
+_ZLIB_API = (
+    "import sys, zipkit\n"
+    "r = zipkit.zip_by_extension(sys.argv[1], sys.argv[2].split(','), sys.argv[3], stems_from=sys.argv[4],"
+    " stem_extensions=['yml'], deflate_backend='zlib', progress=False)\n"
+    "sys.exit(1 if r.failed else 0)\n"
+)
+
+
+def _backend(level: int | None) -> str:
+    try:
+        from zipkit import ArchiveOptions
+        from zipkit._archive import deflate_backend
+
+        return deflate_backend(ArchiveOptions(level=level))
+    except Exception:  # noqa: BLE001 - a label only
+        return "?"
+
+
+METHODS: dict[str, Method] = {m.key: m for m in [
+    Method("cat", lambda n: "cat of all inputs (I/O floor)",
+           lambda x: Cmd(["xargs", "cat"], x.corpus.data, x.file_list, discard_stdout=True),
+           ("xargs", "cat"), archives=False),
+    Method("touch", lambda n: "touch one empty STEM.zip per stem (file-creation floor)",
+           lambda x: Cmd(["xargs", "touch"], x.out, x.archive_list), ("xargs", "touch"), archives=False),
+    Method("zip-seq", lambda n: "Info-ZIP zip -6 per stem, sequential",
+           lambda x: Cmd(["xargs", "-L", "1", "zip", "-q", "-j", "-6"], x.corpus.data, x.stem_list),
+           ("xargs", "zip")),
+    Method("zip-par", lambda n: f"Info-ZIP zip -6 per stem, xargs -P{n}",
+           lambda x: Cmd(["xargs", "-P", str(x.workers), "-L", "1", "zip", "-q", "-j", "-6"],
+                         x.corpus.data, x.stem_list), ("xargs", "zip")),
+    Method("7z-par", lambda n: f"7-Zip -tzip -mx=5 per stem, xargs -P{n}",
+           lambda x: Cmd(["xargs", "-P", str(x.workers), "-L", "1", _seven_zip() or "7zz", "a", "-tzip",
+                          "-mx=5", "-bd", "-bso0", "-bsp0"], x.corpus.data, x.stem_list),
+           ("xargs", "7zz|7z|7za")),
+    Method("old-seq", lambda n: "old tool (listdir/stem, substring, stored), sequential",
+           lambda x: _py("benchmarks.old_tool", x)),
+    Method("old-par", lambda n: f"old tool, ProcessPoolExecutor({n}), future per stem",
+           lambda x: _py("benchmarks.old_tool", x, "--workers", str(x.workers))),
+    Method("zipfile-par", lambda n: f"zipfile deflate-6, ProcessPoolExecutor({n}), future/stem",
+           lambda x: _py("benchmarks.plain_zipfile", x, "--workers", str(x.workers))),
+    Method("zipfile-isal-par", lambda n: f"zipfile + ISA-L level 2, ProcessPoolExecutor({n})",
+           lambda x: _py("benchmarks.plain_zipfile", x, "--workers", str(x.workers), "--backend", "isal")),
+    Method("zipkit", lambda n: f"zipkit, defaults [{_backend(None)}]", lambda x: _zipkit(x)),
+    Method("zipkit-j1", lambda n: f"zipkit -j 1 [{_backend(None)}]", lambda x: _zipkit(x, "-j", "1")),
+    Method("zipkit-l7", lambda n: f"zipkit -l 7 [{_backend(7)}]", lambda x: _zipkit(x, "-l", "7")),
+    Method("zipkit-zlib", lambda n: "zipkit, deflate_backend='zlib' [zlib-6]",
+           lambda x: Cmd([sys.executable, "-c", _ZLIB_API, str(x.corpus.data), ",".join(x.corpus.extensions),
+                          str(x.out), str(x.corpus.markers)], REPO)),
+]}
+RSS_METHODS = ("zipkit", "zipfile-isal-par")
+
+
+def _missing(m: Method) -> str | None:
+    for need in m.needs:
+        if not any(shutil.which(alt) for alt in need.split("|")):
+            return f"{need.replace('|', ' / ')} not found on PATH"
+    return None
+
+
+# -- one timed run -----------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    wall: float
+    cpu: float
+    maxrss: int
+    rc: int
+    output_bytes: int
+    archives: int
+    log: str = ""
+
+
+# A small launcher times the command and reads its rusage: wait4's peak RSS of a child counts
+# the memory of the process that spawned it, so the spawner must be small (python -S: ~8 MiB),
+# not this benchmark process.
+_LAUNCH = """
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(sys.argv[1], "w") as f:
+    f.write(f"{wall} {ru.ru_utime + ru.ru_stime} {ru.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def _run_once(cmd: Cmd, out: Path, scratch: Path) -> Outcome:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    os.sync()  # earlier runs' writeback must not land in this run's time
+    log, stats = scratch / "last.log", scratch / "last.stats"
+    with open(cmd.stdin or os.devnull, "rb") as stdin, open(log, "wb") as so:
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCH, str(stats), *cmd.argv], stdin=stdin,
+                       stdout=subprocess.DEVNULL if cmd.discard_stdout else so, stderr=so, cwd=cmd.cwd,
+                       check=True)
+    wall, cpu, maxrss, rc = stats.read_text().split()
+    sizes = [e.stat().st_size for e in os.scandir(out) if e.name.endswith(".zip")]
+    return Outcome(float(wall), float(cpu), int(maxrss) * 1024, int(rc), sum(sizes), len(sizes),
+                   log.read_text(errors="replace")[-2000:] if int(rc) else "")
+
+
+def _check(corpus: Corpus, out: Path, o: Outcome) -> str | None:
+    """Why the archives in ``out`` are wrong, or None: one per stem, right names, CRCs good."""
+    if o.archives != len(corpus.stems):
+        return f"{o.archives} archives for {len(corpus.stems)} stems"
+    by_size = sorted(corpus.stems, key=lambda s: -sum((corpus.data / n).stat().st_size for n in s[1]))
+    for stem, names in {corpus.stems[0], corpus.stems[-1], by_size[0]}:
+        try:
+            with zipfile.ZipFile(out / f"{stem}.zip") as zf:
+                if sorted(zf.namelist()) != sorted(names):
+                    return f"{stem}.zip holds {sorted(zf.namelist())}, expected {sorted(names)}"
+                bad = zf.testzip()
+                if bad:
+                    return f"{stem}.zip: bad CRC in {bad}"
+        except (OSError, zipfile.BadZipFile) as e:
+            return f"{stem}.zip unreadable: {e}"
+    return None
+
+
+# -- a corpus ----------------------------------------------------------------------------------
+@dataclass
+class MethodResult:
+    key: str
+    label: str
+    runs: list[Outcome] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(r.wall for r in self.runs)
+
+    def summary(self, total_bytes: int) -> dict:
+        if not self.runs:
+            return {"label": self.label, "error": self.error}
+        walls = [r.wall for r in self.runs]
+        return {
+            "label": self.label, "error": self.error, "runs": len(walls), "wall_s": walls,
+            "median_s": self.median, "min_s": min(walls), "max_s": max(walls),
+            "mb_per_s": total_bytes / self.median / 1e6,
+            "cpu_s": statistics.median(r.cpu for r in self.runs),
+            "peak_rss_bytes": max(r.maxrss for r in self.runs),
+            "output_bytes": self.runs[-1].output_bytes, "archives": self.runs[-1].archives,
+        }
+
+
+def pressure() -> dict[str, float]:
+    """Linux pressure stall information: % of the last 60 s some task waited for CPU / I/O."""
+    out = {}
+    for what in ("cpu", "io"):
+        try:
+            line = Path(f"/proc/pressure/{what}").read_text().splitlines()[0]
+            out[what] = float(re.search(r"avg60=([\d.]+)", line).group(1))
+        except (OSError, AttributeError, IndexError):
+            pass
+    return out
+
+
+def _warm(corpus: Corpus) -> None:
+    for p in corpus.paths():
+        with open(p, "rb", buffering=0) as f:
+            while f.read(1 << 20):
+                pass
+
+
+def _lists(corpus: Corpus, out: Path, scratch: Path) -> tuple[Path, Path, Path]:
+    stem_list, file_list, archive_list = (scratch / f"{corpus.name}-{k}.txt"
+                                          for k in ("stems", "files", "zips"))
+    stem_list.write_text("".join(f"{out / stem}.zip {' '.join(names)}\n" for stem, names in corpus.stems))
+    file_list.write_text("".join(f"{n}\n" for _, names in corpus.stems for n in names))
+    archive_list.write_text("".join(f"{out / stem}.zip\n" for stem, _ in corpus.stems))
+    return stem_list, file_list, archive_list
+
+
+def bench_corpus(corpus: Corpus, keys: list[str], *, repeat: int, workers: int, scratch: Path,
+                 budget: float, say: Callable[[str], None]) -> dict:
+    """Time ``keys`` on ``corpus``, round-robin, ``repeat`` runs each.
+
+    A method stops repeating once its runs took more than ``budget`` s after at least 3 runs,
+    or more than 3 x ``budget`` s in all (a very slow baseline); the table says how many ran.
+    """
+    out = scratch / "out"
+    ctx = Ctx(corpus, out, workers, *_lists(corpus, out, scratch))
+    results = {k: MethodResult(k, METHODS[k].label(workers)) for k in keys}
+    skipped = {}
+    for k in keys:
+        why = _missing(METHODS[k])
+        if why:
+            skipped[k] = why
+            say(f"  skip {k}: {why}")
+    live = [k for k in keys if k not in skipped]
+    _warm(corpus)
+    load0, psi0 = os.getloadavg(), pressure()
+    for rep in range(repeat):
+        for k in live:
+            r = results[k]
+            spent = sum(x.wall for x in r.runs)
+            if r.error or (len(r.runs) >= 3 and spent > budget) or spent > 3 * budget:
+                continue
+            o = _run_once(METHODS[k].make(ctx), out, scratch)
+            if o.rc != 0:
+                r.error = f"exit code {o.rc}: {o.log.strip()[-500:]}"
+                say(f"  {k}: FAILED ({r.error})")
+                continue
+            if rep == 0 and METHODS[k].archives:
+                r.error = _check(corpus, out, o)
+                if r.error:
+                    say(f"  {k}: WRONG OUTPUT ({r.error})")
+                    continue
+            r.runs.append(o)
+            say(f"  run {rep + 1}/{repeat} {k:18s} {o.wall:8.3f} s  {o.output_bytes / 1e6:9.2f} MB")
+    shutil.rmtree(out, ignore_errors=True)
+    methods = {k: r.summary(corpus.total_bytes) for k, r in results.items() if k not in skipped}
+    _ratios(methods)
+    return {
+        "title": corpus.title, "stems": len(corpus.stems), "files": corpus.file_count,
+        "input_bytes": corpus.total_bytes, "workers": workers, "repeat": repeat,
+        "loadavg_before": load0, "loadavg_after": os.getloadavg(),
+        "cpu_pressure_before": psi0.get("cpu"), "cpu_pressure_after": pressure().get("cpu"),
+        "methods": methods, "skipped": skipped, "targets": _targets(corpus.name, methods, workers),
+    }
+
+
+BASELINES = {"zip-par": "zip -P{n}", "old-par": "old -P{n}", "zipkit-j1": "zipkit -j1"}
+
+
+def _ratios(methods: dict) -> None:
+    """Add speed-ups against the baselines and output size vs ``zip -6``.
+
+    ``speedup_vs``: baseline median wall / method median wall; ``speedup_min_vs``: the same
+    with each one's fastest run (closest to an idle machine); ``cpu_ratio_vs``: baseline CPU
+    seconds / method CPU seconds (least sensitive to other load, blind to parallelism).
+    """
+    zip_out = next((methods[k].get("output_bytes") for k in ("zip-seq", "zip-par")
+                    if methods.get(k, {}).get("median_s")), None)
+    for m in methods.values():
+        if not m.get("median_s"):
+            continue
+        have = [b for b in BASELINES if methods.get(b, {}).get("median_s")]
+        m["speedup_vs"] = {b: methods[b]["median_s"] / m["median_s"] for b in have}
+        m["speedup_min_vs"] = {b: methods[b]["min_s"] / m["min_s"] for b in have}
+        m["cpu_ratio_vs"] = {b: methods[b]["cpu_s"] / m["cpu_s"] for b in have if m["cpu_s"] > 0}
+        if zip_out and m.get("output_bytes"):
+            m["size_vs_zip6"] = m["output_bytes"] / zip_out
+
+
+def _target(what: str, value: float | None, op: str, limit: float, best: float | None = None) -> dict:
+    """A target check; ``best`` is the same ratio from the fastest runs, for information."""
+    ok = None if value is None else (value >= limit if op == ">=" else value <= limit)
+    return {"what": what, "value": value, "op": op, "limit": limit, "ok": ok, "best_runs_value": best}
+
+
+def _targets(name: str, methods: dict, n: int) -> list[dict]:
+    zk = methods.get("zipkit", {})
+    sp, sm = zk.get("speedup_vs", {}), zk.get("speedup_min_vs", {})
+
+    def faster(what: str, base: str, limit: float) -> dict:
+        return _target(what, sp.get(base), ">=", limit, sm.get(base))
+
+    if name == "mixed256":
+        return [faster(f"zipkit vs zip -6 under xargs -P{n} (x faster)", "zip-par", 5),
+                _target("zipkit output / zip -6 output", zk.get("size_vs_zip6"), "<=", 1.05),
+                faster("zipkit vs zipkit -j 1 (x faster)", "zipkit-j1", 1.8)]
+    if name == "small5000":
+        return [faster(f"zipkit vs old tool's parallel version, {n} processes (x faster)", "old-par", 8),
+                faster(f"zipkit vs zip -6 under xargs -P{n} (x faster)", "zip-par", 4),
+                faster("zipkit vs zipkit -j 1 (x faster; never slower)", "zipkit-j1", 1.0)]
+    if name == "rss":
+        rss = zk.get("peak_rss_bytes")
+        return [_target("zipkit peak RSS of any process, MiB", rss / MiB if rss else None, "<=", 100)]
+    return []
+
+
+# -- startup and codecs ------------------------------------------------------------------------
+def _wall(argv: list[str], repeat: int) -> list[float]:
+    walls = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=REPO)
+        walls.append(time.perf_counter() - t0)
+    return walls
+
+
+def bench_startup(repeat: int) -> dict:
+    """``import zipkit`` (``-X importtime`` total and wall) and ``zipkit --help`` wall."""
+    totals, heavy = [], {}
+    for _ in range(repeat):
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import zipkit"], capture_output=True,
+                             text=True, check=True, cwd=REPO).stderr
+        rows = [m.groups() for m in re.finditer(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", err)]
+        totals.append(next(int(cum) for _, cum, ind, name in rows if name == "zipkit" and not ind) / 1e3)
+        heavy = {name: int(cum) / 1e3 for _, cum, ind, name in rows if len(ind) <= 2}
+    script = Path(sys.executable).with_name("zipkit")
+    helpcmd = [str(script), "--help"] if script.exists() else [sys.executable, "-m", "zipkit", "--help"]
+    bare = statistics.median(_wall([sys.executable, "-c", "pass"], repeat))
+    imp = statistics.median(_wall([sys.executable, "-c", "import zipkit"], repeat))
+    hlp = statistics.median(_wall(helpcmd, repeat))
+    top = dict(sorted(heavy.items(), key=lambda kv: -kv[1])[:8])
+    return {
+        "importtime_ms": statistics.median(totals), "import_wall_ms": imp * 1e3,
+        "python_bare_wall_ms": bare * 1e3, "help_wall_ms": hlp * 1e3, "help_command": helpcmd,
+        "top_level_imports_ms": top,
+        "targets": [_target("import zipkit, -X importtime total, ms", statistics.median(totals), "<=", 150),
+                    _target("zipkit --help wall, ms", hlp * 1e3, "<=", 300)],
+    }
+
+
+def _codecs() -> dict[str, Callable[[bytes], int]]:
+    import zlib
+
+    out: dict[str, Callable[[bytes], int]] = {}
+    for lvl in (1, 6, 9):
+        out[f"zlib-{lvl}"] = lambda d, lvl=lvl: len(_raw(zlib, lvl, d))
+    try:
+        from zlib_ng import zlib_ng
+
+        for lvl in (1, 6):
+            out[f"zlib-ng-{lvl}"] = lambda d, lvl=lvl: len(_raw(zlib_ng, lvl, d))
+    except ImportError:
+        pass
+    try:
+        from isal import isal_zlib
+
+        for lvl in (0, 1, 2, 3):
+            out[f"isal-{lvl}"] = lambda d, lvl=lvl: len(_raw(isal_zlib, lvl, d))
+    except ImportError:
+        pass
+    return out
+
+
+def _raw(mod, level: int, data: bytes) -> bytes:
+    c = mod.compressobj(level, mod.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+def bench_codecs(scale: float) -> dict:
+    """Raw deflate on one core, data in memory: MB/s of input and output/input, per codec."""
+    n = max(1 * MiB, round(16 * MiB * min(1.0, scale * 8)))
+    data = {"text": text_bytes(n, 11), "binary": binary_bytes(n, 12)}
+    res: dict[str, dict] = {}
+    for name, fn in _codecs().items():
+        row = {}
+        for kind, d in data.items():
+            dt = float("inf")
+            for _ in range(3):  # best of 3: the least disturbed by other load
+                t0 = time.perf_counter()
+                size = fn(d)
+                dt = min(dt, time.perf_counter() - t0)
+            row[kind] = {"mb_per_s": len(d) / dt / 1e6, "ratio": size / len(d)}
+        res[name] = row
+    return {"bytes_per_kind": n, "codecs": res}
+
+
+# -- printing ----------------------------------------------------------------------------------
+def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def table(name: str, res: dict) -> str:
+    """The text table of one corpus."""
+    n = res["workers"]
+    base = [b for b in BASELINES if res["methods"].get(b, {}).get("median_s")]
+    cpu_base = "zip-par" if "zip-par" in base else None
+    head = ["method", "runs", "median s", "min s", "MB/s", "cpu s", "peak MiB", "output MB", "size/zip6",
+            *(f"x {BASELINES[b].format(n=n)}" for b in base), *(["zip cpu/cpu"] if cpu_base else [])]
+    rows = []
+    for m in res["methods"].values():
+        if not m.get("median_s"):
+            rows.append([m["label"], "-", f"error: {m['error']}"[:60]])
+            continue
+        sp = m.get("speedup_vs", {})
+        rows.append([m["label"], str(m["runs"]), _fmt(m["median_s"], ".3f"), _fmt(m["min_s"], ".3f"),
+                     _fmt(m["mb_per_s"], ".1f"), _fmt(m["cpu_s"], ".2f"),
+                     _fmt(m["peak_rss_bytes"] / MiB, ".0f"),
+                     _fmt(m["output_bytes"] / 1e6, ".2f") if m["output_bytes"] else "",
+                     _fmt(m.get("size_vs_zip6"), ".3f"), *(_fmt(sp.get(b), ".2f", "x") for b in base),
+                     *([_fmt(m.get("cpu_ratio_vs", {}).get(cpu_base), ".2f", "x")] if cpu_base else [])])
+    widths = [max(len(str(r[i])) for r in [head, *rows] if i < len(r)) for i in range(len(head))]
+    lines = [f"== {name}: {res['title']} ({res['input_bytes'] / 1e6:.1f} MB, {res['stems']} stems, "
+             f"{res['files']} files; load average {res['loadavg_before'][0]:.1f} -> "
+             f"{res['loadavg_after'][0]:.1f} on {available_cpus()} CPUs{_psi(res)})"]
+    for r in [head, *rows]:
+        lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))))
+    for s, why in res["skipped"].items():
+        lines.append(f"  skipped {s}: {why}")
+    lines += _target_lines(res.get("targets", []))
+    return "\n".join(lines)
+
+
+def _psi(res: dict) -> str:
+    a, b = res.get("cpu_pressure_before"), res.get("cpu_pressure_after")
+    return "" if a is None or b is None else f"; CPU pressure {a:.0f}% -> {b:.0f}%"
+
+
+def _target_lines(targets: list[dict]) -> list[str]:
+    out = []
+    for t in targets:
+        verdict = "n/a" if t["ok"] is None else "PASS" if t["ok"] else "MISS"
+        best = t.get("best_runs_value")
+        extra = f"; fastest runs: {best:.3g}" if best is not None else ""
+        out.append(f"  target {t['what']}: {_fmt(t['value'], '.3g')} "
+                   f"(want {t['op']} {t['limit']:g}) {verdict}{extra}")
+    return out
+
+
+def startup_text(s: dict) -> str:
+    return "\n".join([
+        "== startup",
+        f"  import zipkit: -X importtime total {s['importtime_ms']:.1f} ms; "
+        f"wall {s['import_wall_ms']:.0f} ms "
+        f"(bare python {s['python_bare_wall_ms']:.0f} ms); zipkit --help wall {s['help_wall_ms']:.0f} ms",
+        "  heaviest imports (cumulative ms): " + ", ".join(f"{k} {v:.1f}"
+                                                           for k, v in s["top_level_imports_ms"].items()),
+        *_target_lines(s["targets"]),
+    ])
+
+
+def codecs_text(c: dict) -> str:
+    lines = [f"== codecs: raw deflate on one core, {c['bytes_per_kind'] / MiB:g} MiB in memory, best of 3 "
+             "(MB/s of input / output÷input)",
+             f"  {'codec':10s} {'CSV-like text':>18s} {'float64 binary':>18s}"]
+    for name, row in c["codecs"].items():
+        cells = [f"{row[k]['mb_per_s']:7.0f} / {row[k]['ratio']:.3f}" for k in ("text", "binary")]
+        lines.append(f"  {name:10s} {cells[0]:>18s} {cells[1]:>18s}")
+    return "\n".join(lines)
+
+
+def show(result: dict) -> str:
+    """The tables of a result (ratios and targets recomputed from the runs)."""
+    out = []
+    for case, res in result["cases"].items():
+        if case == "startup":
+            out.append(startup_text(res))
+        elif case == "codecs":
+            out.append(codecs_text(res))
+        else:
+            _ratios(res["methods"])
+            res["targets"] = _targets(case, res["methods"], res["workers"])
+            out.append(table(case, res))
+    return "\n\n".join(out)
+
+
+# -- main --------------------------------------------------------------------------------------
+def _versions() -> dict:
+    v: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for mod in ("zipkit", "isal", "zlib_ng"):
+        try:
+            v[mod] = __import__(mod).__version__
+        except (ImportError, AttributeError):
+            v[mod] = None
+    import zlib
+
+    v["zlib"] = zlib.ZLIB_RUNTIME_VERSION
+    for exe, args in (("zip", ["-v"]), (_seven_zip(), [])):
+        if exe and shutil.which(exe):
+            text = subprocess.run([exe, *args], capture_output=True, text=True).stdout
+            v[exe] = next((ln.strip() for ln in text.splitlines() if re.search(r"\d\.\d", ln)), "")
+    return v
+
+
+def _names(values: list[str] | None, allowed: tuple[str, ...] | list[str], what: str) -> list[str] | None:
+    if not values:
+        return None
+    names = [n for v in values for n in v.split(",") if n]
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise SystemExit(f"unknown {what}: {', '.join(bad)} (choose from {', '.join(allowed)})")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0],
+                                epilog=f"cases: {', '.join(CASES)}; methods: {', '.join(METHODS)}")
+    p.add_argument("--quick", action="store_true", help=f"scale corpora by {QUICK_SCALE:g}, K=3")
+    p.add_argument("--scale", type=float, help="corpus size factor (1 = full size; overrides --quick)")
+    p.add_argument("--only", action="append", metavar="NAME", help="case to run (repeat or comma-separate)")
+    p.add_argument("--methods", action="append", metavar="KEY", help="methods to run (default: all)")
+    p.add_argument("--repeat", "-k", type=int, help="runs per method, median reported (default 5; quick 3)")
+    p.add_argument("--workers", type=int, default=available_cpus(),
+                   help="N for the parallel baselines (default: CPUs available)")
+    p.add_argument("--budget", type=float, default=60.0,
+                   help="seconds per method and corpus after which it stops repeating: after 3 runs, "
+                        "or after any run once 3x this is spent (default 60)")
+    p.add_argument("--corpora", type=Path,
+                   help="folder for the corpora, kept and reused (default: a temp folder, removed)")
+    p.add_argument("--json", type=Path, default=Path("zipkit-bench.json"), help="where to write the results")
+    p.add_argument("--show", type=Path, metavar="JSON", help="print the tables of an earlier run and exit")
+    args = p.parse_args(argv)
+    if args.show:
+        print(show(json.loads(args.show.read_text())))
+        return 0
+    scale = args.scale if args.scale is not None else QUICK_SCALE if args.quick else 1.0
+    repeat = args.repeat or (3 if args.quick else 5)
+    cases = _names(args.only, CASES, "case") or list(DEFAULT_CASES)
+    keys = _names(args.methods, list(METHODS), "method") or list(METHODS)
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    root = args.corpora or Path(tempfile.mkdtemp(prefix="zipkit-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
+    result: dict = {
+        "meta": {"started": datetime.now().isoformat(timespec="seconds"), "scale": scale, "repeat": repeat,
+                 "workers": args.workers, "cpus": available_cpus(), "versions": _versions(),
+                 "note": "whole processes, warm page cache, output removed and synced between runs, "
+                         "methods round-robin; MB = 1e6 bytes; speedup = baseline median / method median"},
+        "cases": {},
+    }
+
+    def save() -> None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1, default=str))
+
+    try:
+        for case in cases:
+            say(f"-- {case}")
+            if case == "startup":
+                res = bench_startup(max(repeat, 5))
+                text = startup_text(res)
+            elif case == "codecs":
+                res = bench_codecs(scale)
+                text = codecs_text(res)
+            else:
+                corpus = build(case, root, scale, log=say)
+                ks = [k for k in keys if k in RSS_METHODS] if case == "rss" else keys
+                res = bench_corpus(corpus, ks, repeat=1 if case == "rss" else repeat, workers=args.workers,
+                                   scratch=scratch, budget=args.budget, say=say)
+                text = table(case, res)
+            result["cases"][case] = res
+            print(text + "\n", flush=True)
+            save()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if args.corpora is None:
+            shutil.rmtree(root, ignore_errors=True)
+    say(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -245,3 +245,29 @@ def test_worker_log_records_reach_the_parent(tmp_path, caplog):
     assert rep.executor == "process pool" and len(rep.failed) == 1
     assert any("case001_part0" in r.getMessage() and r.process != os.getpid() for r in caplog.records)
     assert repr(rep).startswith("<zipkit.Report: 3 ok") and repr(p).startswith("<zipkit.Plan ")
+
+
+def test_a_given_process_pool_that_breaks_is_finished_in_process(tmp_path):
+    """DESIGN: a broken pool does not end the run; a given executor is not ours to replace."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import psutil
+
+    src = corpus(tmp_path / "src", stems=10, files=2, size=2 << 20)
+    killed = []
+
+    def kill_one(ev: ProgressEvent) -> None:
+        if not killed and ev.result is not None:
+            workers = pool_workers(psutil.Process())
+            if workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+
+    with ProcessPoolExecutor(2) as ex:
+        rep = zip_by_extension(src, "dat", tmp_path / "out", executor=ex, progress=kill_one,
+                               compression="lzma", level=1)
+    assert killed
+    assert len(rep.ok) == 20, [(r.stem, r.status, r.message) for r in rep.results if r.status != "ok"]
+    assert any("run again in this process" in n for n in rep.notes)
+    contents(tmp_path / "out")
+    assert not list((tmp_path / "out").glob(".zipkit-*"))

@@ -197,8 +197,8 @@ class _Batcher:
 
 def _kill_pool(pool: ProcessPoolExecutor) -> None:
     """Stop a pool's workers now (Ctrl-C, cancel, a stem that will not stop)."""
-    procs = list(getattr(pool, "_processes", None) or {})
-    for p in (getattr(pool, "_processes", None) or {}).values():
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
         with contextlib.suppress(Exception):
             p.kill()
     pool.shutdown(wait=True, cancel_futures=True)
@@ -276,7 +276,13 @@ class _Run:
                 self._check_cancel()
                 while batcher and len(in_flight) < cap:
                     batch = batcher.next()
-                    fut = pool.submit(run_batch, [s for s, _ in batch], self.options, self.run_id)
+                    try:
+                        fut = pool.submit(run_batch, [s for s, _ in batch], self.options, self.run_id)
+                    except BrokenExecutor:  # a given executor that broke earlier: finish here
+                        for stem, attempt in batch:
+                            batcher.retry(stem, attempt)
+                        self._finish_inline(in_flight, batcher)
+                        return
                     in_flight[fut] = batch
                 done, _ = wait(list(in_flight), timeout=0.1, return_when=FIRST_COMPLETED)
                 if queue is not None:
@@ -297,6 +303,9 @@ class _Run:
                     batcher.learn(results)
                     self.record(results, max(a for _, a in batch))
                     del in_flight[fut]
+                if broken and not own:  # not ours to replace: run what is left in this process
+                    self._finish_inline(in_flight, batcher)
+                    return
                 if broken and own:
                     for fut, batch in in_flight.items():  # all of them died with the pool
                         self._lost(batch, batcher, BrokenExecutor("pool broken"),
@@ -329,6 +338,17 @@ class _Run:
                 if fut.done() and not fut.cancelled() and fut.exception() is None:
                     for r in fut.result():
                         self.results.setdefault(r.stem, r)
+
+    def _finish_inline(self, in_flight: dict, batcher: _Batcher) -> None:
+        """The given executor broke: its unfinished stems and the rest run in this process."""
+        for fut, batch in in_flight.items():
+            fut.cancel()
+            self._lost(batch, batcher, BrokenExecutor("executor broken"), overdue=False)
+        in_flight.clear()
+        self.notes.append("the executor broke (a worker died); the unfinished stems were run "
+                          "again in this process")
+        log.warning("executor broken; running the remaining stems in this process")
+        self.inline(batcher)
 
     def _drain(self, queue) -> None:
         import queue as _q

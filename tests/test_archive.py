@@ -208,3 +208,43 @@ def test_lzma_level_is_honoured_and_bzip2_level_0_refused(tmp_path):
     assert sizes[9] < sizes[0]
     with pytest.raises(zipkit.UsageError, match="level for bzip2 must be an integer 1..9"):
         plan(src, "csv", compression="bzip2", level=0)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"reproducible": True}, {"compression": "stored"}, {"deflate_backend": "zlib"},
+    {"level": 1}, {"level": 0}, {"level": 9, "deflate_backend": "zlib"},
+], ids=repr)
+def test_small_stems_written_at_once_match_the_streaming_writer_byte_for_byte(tmp_path, monkeypatch,
+                                                                               options):
+    """A stem under 1 MiB is built in memory; the bytes must be those zipfile's streaming writer
+    makes for the same files (names with spaces and umlauts, an empty member, binary, text)."""
+    import zipkit._archive as archive
+
+    files = {"s 1.csv": CSV[:30_000], "s 1.bin": BIN[:5000], "s 1.txt": b"", "s 1_Ölbild.csv": b"x" * 99}
+    src = make(tmp_path / "src", files)
+    options = {"stems": ["s 1"], **options}
+    p = plan(src, ["csv", "bin", "txt"], tmp_path / "fast", **options)
+    assert archive._in_memory(p.stems[0], p.options)  # this stem does take the in-memory path
+    fast = zip_by_extension(src, ["csv", "bin", "txt"], tmp_path / "fast", workers=1, progress=False,
+                            **options)
+    monkeypatch.setattr(archive, "_SMALL_STEM", -1)  # every stem streams
+    slow = zip_by_extension(src, ["csv", "bin", "txt"], tmp_path / "slow", workers=1, progress=False,
+                            **options)
+    assert fast.success and slow.success
+    assert fast.ok[0].bytes_out == (tmp_path / "fast" / "s 1.zip").stat().st_size
+    assert (tmp_path / "fast" / "s 1.zip").read_bytes() == (tmp_path / "slow" / "s 1.zip").read_bytes()
+    assert members(tmp_path / "fast" / "s 1.zip") == files
+    if shutil.which("unzip"):
+        subprocess.run(["unzip", "-tq", str(tmp_path / "fast" / "s 1.zip")], check=True, capture_output=True)
+
+
+def test_which_stems_are_written_at_once(tmp_path):
+    """Only deflate/stored stems up to 1 MiB, each file under the chunk size, take the in-memory path."""
+    import zipkit._archive as archive
+
+    src = make(tmp_path / "src", {"a.csv": CSV[:200_000], "b.csv": (CSV * 4)[: (1 << 20) + 1]})
+    p = plan(src, "csv", tmp_path / "out")
+    a, b = p.stems
+    assert archive._in_memory(a, p.options) and not archive._in_memory(b, p.options)
+    assert not archive._in_memory(a, ArchiveOptions(compression="bzip2"))
+    assert not archive._in_memory(a, ArchiveOptions(chunk_size=100_000))

@@ -109,8 +109,8 @@ def test_worker_sigkilled_while_deleting_sources(tmp_path: Path) -> None:
     """The worker dies after its archive is in place, while it deletes the stem's 4,000 sources:
     the report must name exactly the sources that are gone."""
     src, out = tmp_path / "src", tmp_path / "out"
-    for i in range(4000):
-        write(src / f"many_{i:04}.dat", f"{i}\n".encode() * 20)
+    for i in range(4000):  # 1.4 MB: over zipkit's small-stem size, so streamed file by file,
+        write(src / f"many_{i:04}.dat", f"{i}\n".encode() * 70)  # which the killer can watch
     write(src / "other_1.dat", text_bytes(1 << 20, 5))
     snap = snapshot(src)
     many = [p for p in snap if p.name.startswith("many_")]

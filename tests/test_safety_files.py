@@ -80,6 +80,26 @@ def test_disk_full_fails_the_stem_cleanly(tmp_path: Path, delete_sources: bool, 
         assert fs.f_bfree * fs.f_frsize > 600_000, "the failed stem's space was not freed"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_disk_full_in_a_small_stem_written_at_once(tmp_path: Path, workers: int) -> None:
+    """Stems under 1 MiB are written in one call: on a full disk that call fails, nothing is left."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(3):
+        write(src / f"m{i}.dat", os.urandom(600_000))  # incompressible; two do not fit in 1 MiB
+    snap = snapshot(src)
+    with small_filesystem(out, 1024):
+        rep = zipkit.zip_by_extension(src, "dat", out, workers=workers, delete_sources=True,
+                                      progress=False)
+        assert len(rep.ok) == 1 and len(rep.failed) == 2, rep.summary_line()
+        for r in rep.failed:
+            assert "No space left on device" in r.message, r.message
+            assert all((src / f).exists() for f in r.files)
+        assert rep.ok[0].deleted == rep.ok[0].files
+        assert not temp_files(out)
+        assert_nothing_lost(snap, out)
+        assert_report_truthful(rep, snap, src, out)
+
+
 def test_writes_failing_at_a_byte_count(tmp_path: Path) -> None:
     """RLIMIT_FSIZE: every write past 1 MiB fails (EFBIG), on any machine, root or not."""
     src, out = tmp_path / "src", tmp_path / "out"

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import stat
+import struct
 import threading
 import time
 import traceback
@@ -209,24 +210,45 @@ class _Deadline:
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), caller[1])
 
 
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _open_source(f: SourceFile, stem: str) -> tuple[int, os.stat_result]:
+    """Open a source for reading; it must still be a regular file."""
+    # O_NONBLOCK: a path that became a FIFO since the plan must not block open() forever
+    fd = os.open(f.path, _OPEN_FLAGS)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise SourceChangedError(f"{f.path} is no longer a regular file; stem {stem!r} not archived",
+                                 stem=stem, path=f.path)
+    return fd, st
+
+
+def _check_unchanged(f: SourceFile, stem: str, st: os.stat_result, total: int,
+                     after: os.stat_result) -> None:
+    if total != st.st_size or not _same(after, st.st_size, st.st_mtime_ns):
+        raise SourceChangedError(
+            f"{f.path} changed while it was read (size {st.st_size} → {after.st_size}, "
+            f"{total} bytes read); stem {stem!r} not archived", stem=stem, path=f.path)
+
+
+def _stamp(st: os.stat_result, options: ArchiveOptions) -> tuple[tuple[int, ...], int]:
+    """A member's date_time and external_attr (mode bits), as the archive will record them."""
+    if options.reproducible:
+        return _fixed_time(options.source_date_epoch), 0o100644 << 16
+    return _zip_time(st.st_mtime), (st.st_mode & 0xFFFF) << 16
+
+
 def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, backend: str,
                 deadline: _Deadline, on_bytes: ByteSink | None, stem: str,
                 pool: ThreadPoolExecutor | None) -> os.stat_result:
     """Stream one file into ``zf``; return its stat as read (for the delete step)."""
-    # O_NONBLOCK: a path that became a FIFO since the plan must not block open() forever
-    fd = os.open(f.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise SourceChangedError(f"{f.path} is no longer a regular file; stem {stem!r} not archived",
-                                 stem=stem, path=f.path)
+    fd, st = _open_source(f, stem)
     with open(fd, "rb") as src:
-        st = os.fstat(src.fileno())
-        if options.reproducible:
-            zinfo = zipfile.ZipInfo(f.name, _fixed_time(options.source_date_epoch))
-            zinfo.external_attr = 0o100644 << 16
-        else:
-            zinfo = zipfile.ZipInfo(f.name, _zip_time(st.st_mtime))
-            zinfo.external_attr = (st.st_mode & 0xFFFF) << 16
+        date_time, attr = _stamp(st, options)
+        zinfo = zipfile.ZipInfo(f.name, date_time)
+        zinfo.external_attr = attr
         zinfo.create_system = 3
         zinfo.compress_type = _METHODS[options.compression]
         if options.level is not None and options.compression in ("deflate", "bzip2"):
@@ -253,11 +275,97 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
                     on_bytes(n)
                 deadline.check()
         after = os.fstat(src.fileno())
-    if total != st.st_size or not _same(after, st.st_size, st.st_mtime_ns):
-        raise SourceChangedError(
-            f"{f.path} changed while it was read (size {st.st_size} → {after.st_size}, "
-            f"{total} bytes read); stem {stem!r} not archived", stem=stem, path=f.path)
+    _check_unchanged(f, stem, st, total, after)
     return st
+
+
+def _write_streaming(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
+                     deadline: _Deadline, on_bytes: ByteSink | None,
+                     pool: ThreadPoolExecutor | None) -> dict[str, os.stat_result]:
+    """Write the archive through zipfile, member by member, chunk by chunk (any size)."""
+    read: dict[str, os.stat_result] = {}
+    with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression], allowZip64=True) as zf:
+        for f in stem.files:
+            read[f.name] = _add_member(zf, f, options, backend, deadline, on_bytes, stem.stem, pool)
+    return read
+
+
+# A stem this small is built in memory and written with one call: the same bytes zipfile's
+# streaming writer makes (tested), without its per-member seeks and Python-level bookkeeping,
+# which cost more than compressing a few KiB.
+_SMALL_STEM = 1 << 20
+_LOCAL = struct.Struct("<4s2B4HL2L2H")  # zip's local file header, as zipfile packs it
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # central directory entry
+_END = struct.Struct("<4s4H2LH")  # end of central directory record
+_ZIP_VERSION = 20  # "2.0": deflate; what zipfile writes for deflate and stored members
+
+
+def _in_memory(stem: StemPlan, options: ArchiveOptions) -> bool:
+    return (
+        options.compression in ("deflate", "stored")
+        and stem.bytes <= _SMALL_STEM
+        and len(stem.files) < 0xFFFF  # no ZIP64 end record needed
+        and all(f.size < options.chunk_size for f in stem.files)  # one compress call, as streaming
+    )
+
+
+def _read_whole(f: SourceFile, stem: str) -> tuple[bytes, os.stat_result]:
+    """A small source's bytes, checked unchanged while read."""
+    fd, st = _open_source(f, stem)
+    try:
+        chunks = []
+        total = 0
+        while total <= st.st_size:  # ask for one byte more than expected: growth shows
+            data = os.read(fd, st.st_size + 1 - total)
+            if not data:
+                break
+            chunks.append(data)
+            total += len(data)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    _check_unchanged(f, stem, st, total, after)
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), st
+
+
+def _write_in_memory(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
+                     deadline: _Deadline, on_bytes: ByteSink | None) -> dict[str, os.stat_result]:
+    """Write a small stem's whole archive at once: local headers and data, central directory."""
+    method = _METHODS[options.compression]
+    read: dict[str, os.stat_result] = {}
+    body: list[bytes] = []
+    central: list[bytes] = []
+    offset = 0
+    for f in stem.files:
+        data, st = _read_whole(f, stem.stem)
+        read[f.name] = st
+        if method == zipfile.ZIP_STORED:
+            packed = data
+        else:
+            c = _raw_deflater(backend)
+            packed = (c.compress(data) if data else b"") + c.flush()  # as streaming: no empty call
+        crc = zlib.crc32(data)
+        dt, attr = _stamp(st, options)
+        dosdate = (dt[0] - 1980) << 9 | dt[1] << 5 | dt[2]
+        dostime = dt[3] << 11 | dt[4] << 5 | (dt[5] // 2)
+        try:
+            name, flags = f.name.encode("ascii"), 0
+        except UnicodeEncodeError:
+            name, flags = f.name.encode("utf-8"), 0x800  # bit 11: the name is UTF-8
+        body += (_LOCAL.pack(b"PK\x03\x04", _ZIP_VERSION, 0, flags, method, dostime, dosdate, crc,
+                             len(packed), len(data), len(name), 0), name, packed)
+        central += (_CENTRAL.pack(b"PK\x01\x02", _ZIP_VERSION, 3, _ZIP_VERSION, 0, flags, method,
+                                  dostime, dosdate, crc, len(packed), len(data), len(name), 0, 0, 0,
+                                  0, attr, offset), name)
+        offset += _LOCAL.size + len(name) + len(packed)
+        if on_bytes is not None:
+            on_bytes(len(data))
+        deadline.check()
+    directory = b"".join(central)
+    n = len(stem.files)
+    body += (directory, _END.pack(b"PK\x05\x06", 0, 0, n, n, len(directory), offset, 0))
+    raw.write(b"".join(body))
+    return read
 
 
 def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
@@ -346,14 +454,13 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         backend = deflate_backend(options)
         with deadline.armed():
             fd, tmp = _temp_file(stem.archive.parent, run_id)
-            read: dict[str, os.stat_result] = {}
             with open(fd, "wb") as raw:
-                with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression],
-                                     allowZip64=True) as zf:
-                    for f in stem.files:
-                        read[f.name] = _add_member(zf, f, options, backend, deadline, on_bytes,
-                                                   stem.stem, pool)
+                if pool is None and _in_memory(stem, options):
+                    read = _write_in_memory(raw, stem, options, backend, deadline, on_bytes)
+                else:
+                    read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool)
                 raw.flush()
+                size_out = raw.tell()
                 if options.durable or options.delete_sources:
                     os.fsync(raw.fileno())
             if options.verify:
@@ -366,7 +473,6 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         if pool is not None:
             pool.shutdown(wait=True)
             pool = None
-        size_out = stem.archive.stat().st_size
         deleted: list[str] = []
         if options.delete_sources:
             deleted = _delete_sources(stem, read)

@@ -120,14 +120,16 @@ def assert_nothing_partial(out: Path) -> None:
 
 def kill_a_worker_after(client, stems_done: int) -> tuple[list[int], Callable[[ProgressEvent], None]]:
     """A progress callable that SIGKILLs one Dask worker process (the nanny's child) once
-    ``stems_done`` stems have finished."""
-    pids = sorted(client.run(os.getpid).values())
+    ``stems_done`` stems have finished, choosing a worker that is running a task then."""
+    pids = client.run(os.getpid)  # worker address → pid
     killed: list[int] = []
 
     def on_progress(ev: ProgressEvent) -> None:
         if ev.stems_done >= stems_done and not killed:
-            os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
+            busy = sorted(addr for addr, keys in client.processing().items() if keys and addr in pids)
+            if busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(pids[busy[0]])
 
     return killed, on_progress
 

@@ -271,3 +271,14 @@ def test_a_given_process_pool_that_breaks_is_finished_in_process(tmp_path):
     assert any("run again in this process" in n for n in rep.notes)
     contents(tmp_path / "out")
     assert not list((tmp_path / "out").glob(".zipkit-*"))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_leaves_nothing_but_the_archives(tmp_path, workers):
+    """Each worker's temp folder (``.zipkit-RUN-PID.tmp/``) is gone when the run returns."""
+    src = corpus(tmp_path / "src", stems=12)
+    (src / "big_0.dat").write_bytes(os.urandom(3 << 20))  # one stem streamed, the rest in memory
+    out = tmp_path / "out"
+    rep = zip_by_extension(src, "dat", out, workers=workers, progress=False)
+    assert rep.success
+    assert sorted(os.listdir(out)) == sorted(f"{r.stem}.zip" for r in rep.ok)

@@ -396,14 +396,26 @@ _temp_numbers = itertools.count()
 
 
 def _temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
-    """Create ``.zipkit-RUN-PID-N.tmp`` in ``folder`` (mode 0666 less the umask, as zip does)."""
+    """Create ``.zipkit-RUN-PID-N.tmp`` (mode 0666 less the umask, as zip does) in this
+    process's own temp folder ``.zipkit-RUN-PID.tmp`` inside ``folder``.
+
+    Creating a file locks its folder: with one temp folder per worker, workers create their
+    temp files in parallel, and only the rename onto ``STEM.zip`` takes the output folder's lock.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    tag = f"{TEMP_PREFIX}{run_id}-{os.getpid()}"
+    own = folder / f"{tag}{TEMP_SUFFIX}"
     while True:
-        path = folder / f"{TEMP_PREFIX}{run_id}-{os.getpid()}-{next(_temp_numbers)}{TEMP_SUFFIX}"
+        path = own / f"{tag}-{next(_temp_numbers)}{TEMP_SUFFIX}"
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:  # left by an earlier process with the same pid
             continue
+        except FileNotFoundError:  # the first temp file of this process in this run
+            if not folder.is_dir():
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(own, 0o700)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -206,10 +206,22 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
 
 
 def _cleanup_temps(output: Path, run_id: str) -> int:
+    """Remove this run's temp folders (one per worker process) and any temp file left in them."""
     n = 0
+    mine = f"{TEMP_PREFIX}{run_id}-"
     with contextlib.suppress(OSError):
         for e in os.scandir(output):
-            if e.name.startswith(f"{TEMP_PREFIX}{run_id}-") and e.name.endswith(TEMP_SUFFIX):
+            if not (e.name.startswith(mine) and e.name.endswith(TEMP_SUFFIX)):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    for f in os.scandir(e.path):
+                        with contextlib.suppress(OSError):
+                            os.unlink(f.path)
+                            n += 1
+                with contextlib.suppress(OSError):
+                    os.rmdir(e.path)
+            else:
                 with contextlib.suppress(OSError):
                     os.unlink(e.path)
                     n += 1

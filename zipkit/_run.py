@@ -272,12 +272,24 @@ class _Run:
     def pooled(self, batcher: _Batcher, executor: Executor | None, ctx) -> None:
         from concurrent.futures import ProcessPoolExecutor
 
-        from ._worker import init_worker, run_batch
+        from ._worker import init_worker, run_batch, run_indexed
 
         own = executor is None
+        # forked workers inherit the plan: a task is then a list of indices, not pickled stems
+        forked = own and ctx.get_start_method() == "fork"
+        index = {s.stem: i for i, s in enumerate(self.plan.stems)} if forked else {}
+
+        def new_pool(queue):
+            args = (queue, self.plan.stems, self.options) if forked else (queue,)
+            return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=args)
+
+        def submit(batch):
+            if forked:
+                return pool.submit(run_indexed, [index[s.stem] for s, _ in batch], self.run_id)
+            return pool.submit(run_batch, [s for s, _ in batch], self.options, self.run_id)
+
         queue = ctx.Queue() if own else None
-        pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
-                                   initargs=(queue,)) if own else executor
+        pool = new_pool(queue) if own else executor
         timeout = self.options.timeout
         cap = self.workers if timeout else 2 * self.workers
         in_flight: dict[Future, list[tuple[StemPlan, int]]] = {}
@@ -289,7 +301,7 @@ class _Run:
                 while batcher and len(in_flight) < cap:
                     batch = batcher.next()
                     try:
-                        fut = pool.submit(run_batch, [s for s, _ in batch], self.options, self.run_id)
+                        fut = submit(batch)
                     except BrokenExecutor:  # a given executor that broke earlier: finish here
                         for stem, attempt in batch:
                             batcher.retry(stem, attempt)
@@ -326,8 +338,7 @@ class _Run:
                     started.clear()
                     pool.shutdown(wait=True, cancel_futures=True)
                     queue = ctx.Queue()
-                    pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
-                                               initargs=(queue,))
+                    pool = new_pool(queue)
                     if not overdue:
                         self.restarts += 1
                         log.warning("worker process died; restarting the pool")

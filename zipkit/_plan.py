@@ -284,11 +284,15 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
     except OSError as e:
         raise SourceError(f"cannot list {folder}: {e.strerror}", path=folder) from e
     out.names = {e.name for e in entries}
+    folder = Path(folder)
+    # pathlib's own child constructor (what iterdir uses) skips re-parsing the folder per file;
+    # Path(entry.path) cost ~30% of a scan of 15,000 files
+    child = getattr(folder, "_make_child_relpath", folder.joinpath)
     for entry in entries:
         name = entry.name
         if _split_ext(name, extensions) is None:
             continue
-        path = Path(entry.path)
+        path = child(name)
         if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
             out.ignored.append((path, "zipkit temp file"))
             continue

@@ -1,9 +1,10 @@
 """One stem → one archive: temp file, streaming, compression backend, verify, delete sources.
 
-The archive is written to a temp file in the output folder and renamed onto ``STEM.zip`` only
-when it is complete (and verified, when asked). Whatever goes wrong, no ``STEM.zip`` is left
-half-written and no temp file stays behind; sources are deleted only after the archive is in
-place, fsynced and verified.
+The archive is written to a temp file in the process's own temp folder inside the output
+folder and renamed onto ``STEM.zip`` only when it is complete (and verified, when asked).
+Whatever goes wrong, no ``STEM.zip`` is left half-written and no temp file stays behind;
+sources are deleted only after the archive is in place, fsynced and verified. Small stems are
+built in memory and written at once; others stream through zipfile chunk by chunk.
 """
 
 from __future__ import annotations

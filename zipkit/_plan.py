@@ -271,6 +271,17 @@ class _Scan:
     names: set[str] = field(default_factory=set)
 
 
+def _list(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(folder))
+    except OSError as e:
+        raise SourceError(f"cannot list {folder}: {e.strerror}", path=folder) from e
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
 def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str] = frozenset()) -> _Scan:
     """One listing of ``folder``: regular files whose name ends in one of ``extensions``.
 
@@ -279,10 +290,7 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
     """
     out = _Scan()
     real_root = os.path.realpath(folder)
-    try:
-        entries = list(os.scandir(folder))
-    except OSError as e:
-        raise SourceError(f"cannot list {folder}: {e.strerror}", path=folder) from e
+    entries = _list(folder)
     out.names = {e.name for e in entries}
     folder = Path(folder)
     # pathlib's own child constructor (what iterdir uses) skips re-parsing the folder per file;
@@ -293,7 +301,7 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
         if _split_ext(name, extensions) is None:
             continue
         path = child(name)
-        if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+        if _is_temp(name):
             out.ignored.append((path, "zipkit temp file"))
             continue
         if name in skip_names:
@@ -323,6 +331,21 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
     return out
 
 
+def _marker_files(folder: Path, extensions: Sequence[str], *, sized: bool) -> list[tuple[str, int]]:
+    """Names and sizes of the marker files in ``folder``, as :func:`_scan` selects them.
+
+    A marker is only a name: unless a size filter needs sizes, they are 0 and no file is
+    stat'ed. A folder with links goes through _scan, for its link policy.
+    """
+    if not sized:
+        entries = _list(folder)
+        if not any(e.is_symlink() for e in entries):
+            return [(e.name, 0) for e in entries
+                    if _split_ext(e.name, extensions) is not None and not _is_temp(e.name)
+                    and e.is_file(follow_symlinks=False)]
+    return [(f.name, f.size) for f in _scan(folder, extensions).files]
+
+
 def _select_markers(
     folder: Path,
     extensions: Sequence[str],
@@ -340,8 +363,9 @@ def _select_markers(
     except re.error as e:
         raise UsageError(f"regex {regex!r} is not a valid regular expression: {e}") from e
     stems = []
-    for f in _scan(folder, extensions).files:
-        stem = _split_ext(f.name, extensions)
+    sized = min_size_kb is not None or max_size_kb is not None
+    for name, size in _marker_files(folder, extensions, sized=sized):
+        stem = _split_ext(name, extensions)
         assert stem is not None
         if pattern and not fnmatch.fnmatchcase(stem, f"*{pattern}*"):
             continue
@@ -349,7 +373,7 @@ def _select_markers(
             continue
         if rx and not rx.search(stem):
             continue
-        kb = f.size / 1024
+        kb = size / 1024
         if (min_size_kb is not None and kb < min_size_kb) or (max_size_kb is not None and kb > max_size_kb):
             continue
         stems.append(stem)

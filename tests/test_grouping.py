@@ -98,6 +98,27 @@ def test_marker_filters(tmp_path, kw, expected):
     assert sorted(groups(p)) == expected
 
 
+@pytest.mark.parametrize("sized", [False, True])
+def test_only_regular_marker_files_name_stems(tmp_path, sized):
+    """With or without a size filter (which makes zipkit stat the markers): a folder named like
+    a marker is no marker; a link to a marker inside the marker folder is one, a link leading
+    outside is not."""
+    m, d = tmp_path / "m", tmp_path / "d"
+    touch(m, "a.yml", "b.yml")
+    (m / "dir.yml").mkdir()
+    touch(tmp_path / "elsewhere", "out.yml")
+    (m / "inlink.yml").symlink_to(m / "b.yml")
+    (m / "outlink.yml").symlink_to(tmp_path / "elsewhere" / "out.yml")
+    touch(d, *(f"{s}_r.csv" for s in ["a", "b", "dir", "inlink", "outlink"]))
+    kw = {"min_size_kb": 0} if sized else {}
+    p = plan(d, "csv", tmp_path / "z", stems_from=m, stem_extensions="yml", **kw)
+    assert sorted(groups(p)) == ["a", "b", "inlink"]
+    (m / "inlink.yml").unlink()
+    (m / "outlink.yml").unlink()  # no links left: the listing alone names the stems
+    p = plan(d, "csv", tmp_path / "z", stems_from=m, stem_extensions="yml", **kw)
+    assert sorted(groups(p)) == ["a", "b"]
+
+
 def test_stems_given_directly(tmp_path):
     touch(tmp_path, "s1_a.csv", "s2_a.csv", "s3_a.csv")
     p = plan(tmp_path, "csv", tmp_path / "z", stems=["s1", "s2", "nope"])

@@ -254,3 +254,58 @@ def test_which_stems_are_written_at_once(tmp_path):
     assert archive._in_memory(a, p.options) and not archive._in_memory(b, p.options)
     assert not archive._in_memory(a, ArchiveOptions(compression="bzip2"))
     assert not archive._in_memory(a, ArchiveOptions(chunk_size=100_000))
+
+
+def test_a_small_stem_whose_file_grew_since_the_plan_is_streamed(tmp_path):
+    """Planned under 1 MiB, 3 MiB when written: read in chunks (bounded memory), not whole."""
+    src = make(tmp_path / "src", {"g.csv": b"tiny", "g.txt": b"t" * 100})
+    p = plan(src, ["csv", "txt"], tmp_path / "out")
+    import zipkit._archive as archive
+
+    assert archive._in_memory(p.stems[0], p.options)
+    grown = (CSV * 12)[: 3 << 20]
+    (src / "g.csv").write_bytes(grown)
+    (tmp_path / "out").mkdir()
+    reads: list[int] = []
+    result = write_archive(p.stems[0], p.options, run_id="t", on_bytes=reads.append)
+    assert result.status == "ok", result.message
+    assert members(tmp_path / "out" / "g.zip") == {"g.csv": grown, "g.txt": b"t" * 100}
+    assert sum(reads) == len(grown) + 100 and max(reads) <= p.options.chunk_size
+
+
+def test_a_temp_folder_removed_by_the_runs_cleanup_is_not_made_again(tmp_path):
+    """A task of a stopped run that goes on in a given executor after the run's cleanup writes
+    its temp file beside the removed folder (renamed away as usual), so no folder stays behind."""
+    from zipkit._archive import _temp_file
+    from zipkit._run import _cleanup_temps
+
+    fd, first = _temp_file(tmp_path, "run1")
+    os.close(fd)
+    assert first.parent.parent == tmp_path and first.parent.name.startswith(".zipkit-run1-")
+    _cleanup_temps(tmp_path, "run1")
+    assert os.listdir(tmp_path) == []
+    fd, later = _temp_file(tmp_path, "run1")
+    os.close(fd)
+    assert later.parent == tmp_path
+    os.replace(later, tmp_path / "s.zip")
+    assert os.listdir(tmp_path) == ["s.zip"]
+
+
+def test_cancel_with_a_given_thread_pool_leaves_no_temp_folder(tmp_path):
+    """Stems already running in the caller's executor finish after the run has returned."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    src = make(tmp_path / "src", {f"s{i:03d}.dat": os.urandom(20_000) for i in range(200)})
+    out = tmp_path / "out"
+    cancel = threading.Event()
+
+    def on_progress(ev):
+        if ev.result is not None and ev.stems_done >= 5:
+            cancel.set()
+
+    with ThreadPoolExecutor(2) as ex:
+        rep = zip_by_extension(src, "dat", out, executor=ex, progress=on_progress, cancel=cancel,
+                               deflate_backend="zlib", level=9)
+    assert rep.cancelled
+    assert [n for n in os.listdir(out) if not n.endswith(".zip")] == []

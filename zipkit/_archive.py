@@ -310,9 +310,13 @@ def _in_memory(stem: StemPlan, options: ArchiveOptions) -> bool:
     )
 
 
-def _read_whole(f: SourceFile, stem: str) -> tuple[bytes, os.stat_result]:
-    """A small source's bytes, checked unchanged while read."""
+def _read_whole(f: SourceFile, stem: str, most: int) -> tuple[bytes, os.stat_result] | None:
+    """A small source's bytes, checked unchanged while read; None, read nothing, when the file
+    is now bigger than ``most`` bytes (it grew since the plan)."""
     fd, st = _open_source(f, stem)
+    if st.st_size > most:
+        os.close(fd)
+        return None
     try:
         chunks = []
         total = 0
@@ -330,15 +334,25 @@ def _read_whole(f: SourceFile, stem: str) -> tuple[bytes, os.stat_result]:
 
 
 def _write_in_memory(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
-                     deadline: _Deadline, on_bytes: ByteSink | None) -> dict[str, os.stat_result]:
-    """Write a small stem's whole archive at once: local headers and data, central directory."""
+                     deadline: _Deadline, on_bytes: ByteSink | None) -> dict[str, os.stat_result] | None:
+    """Write a small stem's whole archive at once: local headers and data, central directory.
+
+    Returns None, having written and reported nothing, when a file grew past the small-stem
+    limits since the plan: the caller then streams the stem, so memory stays bounded.
+    """
     method = _METHODS[options.compression]
     read: dict[str, os.stat_result] = {}
     body: list[bytes] = []
     central: list[bytes] = []
     offset = 0
+    total = 0
     for f in stem.files:
-        data, st = _read_whole(f, stem.stem)
+        got = _read_whole(f, stem.stem, most=min(options.chunk_size - 1, _SMALL_STEM - total))
+        if got is None:
+            log.debug("stem %s: %s grew since the plan; streaming it", stem.stem, f.path)
+            return None
+        data, st = got
+        total += len(data)
         read[f.name] = st
         if method == zipfile.ZIP_STORED:
             packed = data
@@ -359,13 +373,13 @@ def _write_in_memory(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
                                   dostime, dosdate, crc, len(packed), len(data), len(name), 0, 0, 0,
                                   0, attr, offset), name)
         offset += _LOCAL.size + len(name) + len(packed)
-        if on_bytes is not None:
-            on_bytes(len(data))
         deadline.check()
     directory = b"".join(central)
     n = len(stem.files)
     body += (directory, _END.pack(b"PK\x05\x06", 0, 0, n, n, len(directory), offset, 0))
     raw.write(b"".join(body))
+    if on_bytes is not None:
+        on_bytes(total)
     return read
 
 
@@ -396,27 +410,40 @@ def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
 _temp_numbers = itertools.count()
 
 
+_made_folders: set[Path] = set()  # temp folders this process made (one per output folder and run)
+_made_lock = threading.Lock()
+
+
 def _temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
     """Create ``.zipkit-RUN-PID-N.tmp`` (mode 0666 less the umask, as zip does) in this
     process's own temp folder ``.zipkit-RUN-PID.tmp`` inside ``folder``.
 
     Creating a file locks its folder: with one temp folder per worker, workers create their
     temp files in parallel, and only the rename onto ``STEM.zip`` takes the output folder's lock.
+    Once that folder has been made and removed (the run's cleanup, while a task of a stopped
+    run still goes on in a given executor), temp files go into ``folder`` itself, not into a
+    folder made again that nobody would remove.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     tag = f"{TEMP_PREFIX}{run_id}-{os.getpid()}"
     own = folder / f"{tag}{TEMP_SUFFIX}"
+    where = own
     while True:
-        path = own / f"{tag}-{next(_temp_numbers)}{TEMP_SUFFIX}"
+        path = where / f"{tag}-{next(_temp_numbers)}{TEMP_SUFFIX}"
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:  # left by an earlier process with the same pid
             continue
-        except FileNotFoundError:  # the first temp file of this process in this run
-            if not folder.is_dir():
+        except FileNotFoundError:
+            if where == folder or not folder.is_dir():
                 raise
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(own, 0o700)
+            with _made_lock:
+                if own in _made_folders:
+                    where = folder
+                    continue
+                _made_folders.add(own)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(own)  # 0777 less the umask, so that the run (maybe another user) can remove it
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -468,9 +495,10 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         with deadline.armed():
             fd, tmp = _temp_file(stem.archive.parent, run_id)
             with open(fd, "wb") as raw:
+                read = None
                 if pool is None and _in_memory(stem, options):
                     read = _write_in_memory(raw, stem, options, backend, deadline, on_bytes)
-                else:
+                if read is None:
                     read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool)
                 raw.flush()
                 size_out = raw.tell()

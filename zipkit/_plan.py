@@ -292,7 +292,6 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
     real_root = os.path.realpath(folder)
     entries = _list(folder)
     out.names = {e.name for e in entries}
-    folder = Path(folder)
     # pathlib's own child constructor (what iterdir uses) skips re-parsing the folder per file;
     # Path(entry.path) cost ~30% of a scan of 15,000 files
     child = getattr(folder, "_make_child_relpath", folder.joinpath)

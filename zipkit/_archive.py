@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ._errors import SourceChangedError, StemError, StemTimeout, VerifyError
+from ._errors import ExistingArchiveError, SourceChangedError, StemError, StemTimeout, VerifyError
+from ._merge import READ_FLAGS, Existing, carry_member, open_existing
 from ._plan import TEMP_PREFIX, TEMP_SUFFIX, ArchiveOptions, SourceFile, StemPlan
 from ._report import StemResult
 
@@ -163,8 +164,10 @@ def _fixed_time(epoch: int | None) -> tuple[int, int, int, int, int, int]:
     return t[:6] if t.tm_year <= 2107 else (2107, 12, 31, 23, 59, 58)
 
 
-def _same(st: os.stat_result, size: int, mtime_ns: int) -> bool:
-    return st.st_size == size and st.st_mtime_ns == mtime_ns
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two stats show the very same, unchanged file (device, inode, size, mtime, ctime)."""
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
+        b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
 class _Deadline:
@@ -211,24 +214,39 @@ class _Deadline:
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), caller[1])
 
 
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
 def _open_source(f: SourceFile, stem: str) -> tuple[int, os.stat_result]:
-    """Open a source for reading; it must still be a regular file."""
-    # O_NONBLOCK: a path that became a FIFO since the plan must not block open() forever
-    fd = os.open(f.path, _OPEN_FLAGS)
+    """Open a source for reading without following links: it must be the file the plan saw.
+
+    A symlink the plan accepted is opened as the target the plan resolved it to.
+    """
+    path = f.target or f.path
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError as e:
+        if os.path.islink(path):  # ELOOP (Linux) or EMLINK (BSD): a link now stands there
+            raise SourceChangedError(f"{path} has become a symbolic link since the plan; stem "
+                                     f"{stem!r} not archived", stem=stem, path=f.path) from e
+        raise
     st = os.fstat(fd)
+    why = None
     if not stat.S_ISREG(st.st_mode):
+        why = "is no longer a regular file"
+    elif f.ino and (st.st_dev, st.st_ino) != (f.dev, f.ino):
+        why = "is another file than the plan saw (device or inode differ)"
+    elif (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
+        why = (f"changed since the plan saw it (size {f.size} → {st.st_size}, "
+               f"mtime {f.mtime_ns} → {st.st_mtime_ns} ns)")
+    if why is not None:
         os.close(fd)
-        raise SourceChangedError(f"{f.path} is no longer a regular file; stem {stem!r} not archived",
-                                 stem=stem, path=f.path)
+        raise SourceChangedError(f"{path} {why}; stem {stem!r} not archived", stem=stem, path=f.path)
     return fd, st
 
 
 def _check_unchanged(f: SourceFile, stem: str, st: os.stat_result, total: int,
                      after: os.stat_result) -> None:
-    if total != st.st_size or not _same(after, st.st_size, st.st_mtime_ns):
+    """The file read must not have changed while it was read: size, mtime and ctime."""
+    if total != st.st_size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns):
         raise SourceChangedError(
             f"{f.path} changed while it was read (size {st.st_size} → {after.st_size}, "
             f"{total} bytes read); stem {stem!r} not archived", stem=stem, path=f.path)
@@ -282,13 +300,36 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
 
 def _write_streaming(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
                      deadline: _Deadline, on_bytes: ByteSink | None,
-                     pool: ThreadPoolExecutor | None) -> dict[str, os.stat_result]:
-    """Write the archive through zipfile, member by member, chunk by chunk (any size)."""
+                     pool: ThreadPoolExecutor | None,
+                     merge: _Merge | None = None) -> dict[str, os.stat_result]:
+    """Write the archive through zipfile, member by member, chunk by chunk (any size).
+
+    With ``merge``, the existing archive's members it carries are copied in as stored bytes;
+    all members go in name order.
+    """
     read: dict[str, os.stat_result] = {}
+    new = [(f.name, f) for f in stem.files]
+    carried = [(i.filename, i) for i in merge.carried] if merge is not None else []
     with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression], allowZip64=True) as zf:
-        for f in stem.files:
-            read[f.name] = _add_member(zf, f, options, backend, deadline, on_bytes, stem.stem, pool)
+        for _, item in sorted(new + carried, key=lambda pair: pair[0]):
+            if isinstance(item, SourceFile):
+                read[item.name] = _add_member(zf, item, options, backend, deadline, on_bytes,
+                                              stem.stem, pool)
+            else:
+                assert merge is not None
+                carry_member(zf, merge.existing, item, options.chunk_size, deadline.check)
     return read
+
+
+class _Merge:
+    """The existing archive of a stem being merged: what is carried over and what is dropped."""
+
+    def __init__(self, existing: Existing, stem: StemPlan, replace_all: bool):
+        names = set(stem.names)
+        others = [i for i in existing.members if i.filename not in names]
+        self.existing = existing
+        self.carried = [] if replace_all else others
+        self.dropped = tuple(i.filename for i in others) if replace_all else ()
 
 
 # A stem this small is built in memory and written with one call: the same bytes zipfile's
@@ -454,13 +495,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _still_read_file(f: SourceFile, st: os.stat_result) -> bool:
+    """Whether ``f.path`` is still the very file that was read (a link: to that file)."""
+    try:
+        now = os.lstat(f.path)
+        if f.target is not None:
+            if not stat.S_ISLNK(now.st_mode) or os.path.realpath(f.path) != str(f.target):
+                return False
+            now = os.lstat(f.target)
+    except OSError:
+        return False
+    return _same(now, st)
+
+
 def _delete_sources(stem: StemPlan, read: dict[str, os.stat_result]) -> list[str]:
-    """Delete the stem's sources if none changed since it was read; all or none."""
+    """Delete the stem's sources if each is still the very file that was read; all or none."""
     doomed = [f for f in stem.files if f.name not in stem.keep]
     for f in doomed:
-        st = read[f.name]
-        now = os.stat(f.path)
-        if not _same(now, st.st_size, st.st_mtime_ns):
+        if not _still_read_file(f, read[f.name]):
             raise SourceChangedError(
                 f"{f.path} changed after it was archived; no source of stem {stem.stem!r} deleted",
                 stem=stem.stem, path=f.path)
@@ -487,28 +539,50 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         return StemResult(stem.stem, stem.archive, names, stem.bytes, 0, 0.0, "skipped",
                           message=stem.reason)
     tmp: Path | None = None
+    placed = False
+    merge: _Merge | None = None
     deadline = _Deadline(stem.stem, options.timeout)
     threaded = options.threads > 1 and options.compression == "deflate" and stem.bytes >= 4 * _BLOCK
     pool = ThreadPoolExecutor(options.threads, thread_name_prefix="zipkit-deflate") if threaded else None
     try:
         backend = deflate_backend(options)
+        if stem.action == "fail":  # the plan found a file at STEM.zip that is not a zip
+            raise ExistingArchiveError(stem.reason, stem=stem.stem, path=stem.archive)
+        existing = open_existing(stem.archive)  # read now: what is there when it is rewritten
+        if existing is not None:
+            merge = _Merge(existing, stem, replace_all=stem.action == "replace")
         with deadline.armed():
             fd, tmp = _temp_file(stem.archive.parent, run_id)
             with open(fd, "wb") as raw:
                 read = None
-                if pool is None and _in_memory(stem, options):
+                if pool is None and not (merge and merge.carried) and _in_memory(stem, options):
                     read = _write_in_memory(raw, stem, options, backend, deadline, on_bytes)
                 if read is None:
-                    read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool)
+                    read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool,
+                                            merge)
                 raw.flush()
                 size_out = raw.tell()
                 if options.durable or options.delete_sources:
                     os.fsync(raw.fileno())
             if options.verify:
-                _verify(tmp, {n: read[n].st_size for n in names}, stem.stem, options.chunk_size)
+                expected = {n: read[n].st_size for n in names}
+                if merge is not None:
+                    expected.update((i.filename, i.file_size) for i in merge.carried)
+                _verify(tmp, expected, stem.stem, options.chunk_size)
             deadline.check()
+        if merge is not None:
+            merge.existing.close()
+            if not merge.existing.unchanged():  # another writer: its members would be lost
+                raise ExistingArchiveError(
+                    f"{stem.archive} changed while it was being merged; it is kept as it is and "
+                    f"stem {stem.stem!r} is not archived", stem=stem.stem, path=stem.archive)
+        elif os.path.lexists(stem.archive):  # appeared since: never written over unread
+            raise ExistingArchiveError(
+                f"{stem.archive} appeared while stem {stem.stem!r} was being archived; it is kept "
+                "as it is (run again to merge it)", stem=stem.stem, path=stem.archive)
         os.replace(tmp, stem.archive)
         tmp = None
+        placed = True
         if options.durable or options.delete_sources:
             _fsync_dir(stem.archive.parent)
         if pool is not None:
@@ -522,8 +596,11 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),
             compressor=f"{backend}x{options.threads}" if threaded else backend,
             cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
+            carried=len(merge.carried) if merge else 0, dropped=merge.dropped if merge else (),
         )
     except BaseException as e:
+        if merge is not None:
+            merge.existing.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
             pool = None
@@ -533,7 +610,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         if not isinstance(e, Exception):
             raise
         status = "timed_out" if isinstance(e, StemTimeout) else "failed"
-        archived = stem.archive.exists() and tmp is None and not isinstance(e, StemTimeout)
+        archived = placed and stem.archive.exists()
         msg = str(e)
         if isinstance(e, OSError) and not isinstance(e, StemError):
             msg = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)

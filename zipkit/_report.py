@@ -21,7 +21,8 @@ class StemResult:
 
     ``status`` is ``ok``, ``skipped``, ``failed``, ``timed_out`` or ``cancelled``; failures carry
     ``error_type``, ``message`` and ``traceback``. ``attempts`` > 1 means the stem was run again
-    after its worker died.
+    after its worker died. ``carried`` counts the members of the existing archive carried over
+    into the new one (merged); ``dropped`` names those that ``overwrite="replace"`` removed.
     """
 
     stem: str
@@ -40,6 +41,8 @@ class StemResult:
     attempts: int = 1
     cpu_seconds: float = 0.0
     peak_rss: int = 0
+    carried: int = 0
+    dropped: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -50,6 +53,7 @@ class StemResult:
         d["archive"] = str(self.archive) if self.archive else None
         d["files"] = list(self.files)
         d["deleted"] = list(self.deleted)
+        d["dropped"] = list(self.dropped)
         return d
 
 
@@ -186,6 +190,10 @@ class Report:
         rows = []
         for r in self.results:
             note = r.message if r.status != "ok" else ("retried" if r.attempts > 1 else "")
+            if r.status == "ok" and (r.carried or r.dropped):
+                merged = (f"replace: {len(r.dropped)} member(s) dropped" if r.dropped
+                          else f"merge: {r.carried} member(s) kept")
+                note = f"{merged}; {note}" if note else merged
             rows.append([r.stem, r.status, len(r.files), format_bytes(r.bytes_in),
                          format_bytes(r.bytes_out), f"{r.seconds:.2f} s", note])
         return rows
@@ -201,6 +209,12 @@ class Report:
         if self.empty_stems:
             out.append(f"{len(self.empty_stems)} stem(s) had no files (no archive): "
                        + ", ".join(self.empty_stems[:10]) + (" …" if len(self.empty_stems) > 10 else ""))
+        dropped = [r for r in self.ok if r.dropped]
+        for r in dropped[:10]:
+            out.append(f"{r.stem}: replace dropped {len(r.dropped)} member(s): "
+                       + ", ".join(r.dropped[:10]) + (" …" if len(r.dropped) > 10 else ""))
+        if len(dropped) > 10:
+            out.append(f"… {len(dropped) - 10} more stems had members dropped")
         if self.contested:
             out.append(f"{len(self.contested)} file(s) fit several stems: "
                        + "; ".join(f"{p.name} → {', '.join(s)}" for p, s in self.contested[:5]))

@@ -162,11 +162,12 @@ def test_timeout_stops_a_stem_and_leaves_nothing(tmp_path):
 
 def test_skip_action_writes_nothing(tmp_path):
     src = make(tmp_path / "src", {"a.csv": b"1"})
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "a.zip").write_bytes(b"keep me")
+    zip_by_extension(src, "csv", tmp_path / "out", progress=False)
+    before = (tmp_path / "out" / "a.zip").read_bytes()
+    (src / "a.csv").write_bytes(b"2")
     rep = zip_by_extension(src, "csv", tmp_path / "out", overwrite="never", progress=False)
     assert [r.status for r in rep.results] == ["skipped"]
-    assert (tmp_path / "out" / "a.zip").read_bytes() == b"keep me"
+    assert (tmp_path / "out" / "a.zip").read_bytes() == before
 
 
 def test_update_skips_up_to_date_and_rebuilds_stale(tmp_path):
@@ -256,8 +257,9 @@ def test_which_stems_are_written_at_once(tmp_path):
     assert not archive._in_memory(a, ArchiveOptions(chunk_size=100_000))
 
 
-def test_a_small_stem_whose_file_grew_since_the_plan_is_streamed(tmp_path):
-    """Planned under 1 MiB, 3 MiB when written: read in chunks (bounded memory), not whole."""
+def test_a_small_stem_whose_file_grew_since_the_plan_fails_unread(tmp_path):
+    """Planned under 1 MiB, 3 MiB when written: not the file the plan saw, so the stem fails
+    (DESIGN: "Files are read as the plan saw them") and nothing of it is read whole."""
     src = make(tmp_path / "src", {"g.csv": b"tiny", "g.txt": b"t" * 100})
     p = plan(src, ["csv", "txt"], tmp_path / "out")
     import zipkit._archive as archive
@@ -268,9 +270,9 @@ def test_a_small_stem_whose_file_grew_since_the_plan_is_streamed(tmp_path):
     (tmp_path / "out").mkdir()
     reads: list[int] = []
     result = write_archive(p.stems[0], p.options, run_id="t", on_bytes=reads.append)
-    assert result.status == "ok", result.message
-    assert members(tmp_path / "out" / "g.zip") == {"g.csv": grown, "g.txt": b"t" * 100}
-    assert sum(reads) == len(grown) + 100 and max(reads) <= p.options.chunk_size
+    assert result.status == "failed" and result.error_type == "SourceChangedError"
+    assert "g.csv changed since the plan saw it (size 4 → 3145728" in result.message
+    assert not reads and not (tmp_path / "out" / "g.zip").exists()
 
 
 def test_a_temp_folder_removed_by_the_runs_cleanup_is_not_made_again(tmp_path):

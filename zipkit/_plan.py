@@ -537,10 +537,9 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
             with zipfile.ZipFile(archive) as zf:
                 bad = zf.testzip()
         except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError) as e:
-            return "fail", f"{archive} exists and is not a readable zip archive ({e}); it is kept", (), ()
-        if bad is not None:
-            return "fail", (f"{archive} exists and its member {bad!r} fails its CRC check; it is "
-                            "kept as it is and the stem is not archived"), (), ()
+            bad = f"? ({type(e).__name__})"
+        if bad is not None:  # rebuilt: this run's files replace it, others are checked as carried
+            return "merge", f"{merge} (existing archive corrupt: bad CRC in {bad})", kept, ()
     return "skip", "up to date", (), ()
 
 

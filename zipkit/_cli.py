@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compression method (default deflate)")
     a.add_argument("-l", "--level", type=int, help="compression level 0-9 (deflate default 6)")
     a.add_argument("--overwrite", choices=OVERWRITE_POLICIES, default="always",
-                   help="existing archives: always rebuild, never touch, or update when out of date")
+                   help="an existing STEM.zip, as zip does: always (default) merge (this run's "
+                   "files replace the members of the same name, every other member is kept), "
+                   "update (merge only when out of date), never (skip it), replace (rebuild "
+                   "from this run's files only, dropping the other members); a file there that "
+                   "is not a zip is never replaced: its stem fails")
     a.add_argument("--verify", action="store_true", help="re-read each archive and check CRCs")
     a.add_argument("--delete-sources", action="store_true",
                    help="delete a stem's files once its archive is in place, fsynced and verified")
@@ -181,6 +185,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
                 print(cfg.describe())
                 return cfg, EXIT_OK
             plan_kw, run_kw = cfg.plan_kwargs, cfg.run_kwargs
+            plan_kw["inputs"] = [cfg.path]  # the config is never an output
             if args.workers:  # the command line wins over the config for how to run
                 run_kw["workers"] = args.workers
             if args.error_report:

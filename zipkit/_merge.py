@@ -10,6 +10,7 @@ rewritten for the member's new place). Memory stays bounded by the chunk size.
 from __future__ import annotations
 
 import bz2
+import errno
 import os
 import stat
 import struct
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import ExistingArchiveError
+from ._errors import ExistingArchiveError, StemError
 
 __all__ = ["Existing", "carry_member", "open_existing", "read_existing"]
 
@@ -79,16 +80,19 @@ def open_existing(path: Path) -> Existing | None:
             raise _refuse(path, "is a symbolic link") from None
         return None
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise StemError(f"file name too long: {path}", path=path) from e
         if os.path.islink(path):
             raise _refuse(path, "is a symbolic link") from None
         if os.path.isdir(path):
             raise _refuse(path, "is a folder") from None
         raise _refuse(path, f"cannot be read ({e.strerror})") from e
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _refuse(path, "is a folder" if stat.S_ISDIR(st.st_mode) else "is not a regular file")
     f = os.fdopen(fd, "rb")
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _refuse(path, "is a folder" if stat.S_ISDIR(st.st_mode) else "is not a regular file")
         try:
             zf = zipfile.ZipFile(f)
             names = set()

@@ -422,14 +422,28 @@ def _members_word(n: int) -> str:
     return f"{n} member{'s' if n != 1 else ''}"
 
 
-def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
-    """UsageError when a stem's archive is a file this run reads (a source, marker, config)."""
+def _reads(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> dict[str, str]:
+    """Real path → what it is, for every file the run reads: sources, markers, the config."""
     reads: dict[str, str] = {}
     for sp in stem_plans:
         for f in sp.files:
             reads.setdefault(os.path.realpath(f.path), f"a source of stem {sp.stem!r} ({f.path})")
     for p in others:
         reads.setdefault(os.path.realpath(p), f"a file this run reads ({p})")
+    return reads
+
+
+def plan_reads(p: Plan) -> dict[str, str]:
+    """Real path → what it is, for every file a run of ``p`` reads or writes (archives too)."""
+    reads = _reads(p.stems, p.inputs)
+    for sp in p.stems:
+        reads.setdefault(os.path.realpath(sp.archive), f"the archive of stem {sp.stem!r}")
+    return reads
+
+
+def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
+    """UsageError when a stem's archive is a file this run reads (a source, marker, config)."""
+    reads = _reads(stem_plans, others)
     for sp in stem_plans:
         what = reads.get(os.path.realpath(sp.archive))
         if what is not None:

@@ -17,8 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import RunInterrupted, SourceError, UsageError, WorkerLost
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX, Compression, MatchMode, Overwrite, Plan, StemPlan, plan
-from ._report import Report, StemResult
+from ._plan import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    Compression,
+    MatchMode,
+    Overwrite,
+    Plan,
+    StemPlan,
+    plan,
+    plan_reads,
+)
+from ._report import Report, StemResult, check_error_report_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import multiprocessing.context
@@ -472,7 +482,12 @@ class _Run:
         if error_report and (rep.failed or rep.cancelled):
             path = (self.plan.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json"
                     if error_report is True else Path(error_report))
-            rep = replace(rep, error_report=rep.save_error_report(path))
+            try:
+                rep = replace(rep, error_report=rep.save_error_report(path))
+            except OSError as e:
+                log.warning("could not write the error report %s: %s", path, e.strerror or e)
+                rep = replace(rep, notes=(*rep.notes, f"could not write the error report {path}: "
+                                                      f"{e.strerror or e}"))
         return rep
 
 
@@ -519,6 +534,8 @@ def run_plan(
     >>> zipkit.run_plan(p, workers=4).failed     # doctest: +SKIP
     ()
     """
+    if save_error_reports and save_error_reports is not True:
+        check_error_report_path(save_error_reports, plan_reads(plan))
     if isinstance(executor, str):  # "dask", "dask://local" or a scheduler address
         from ._dask import dask_executor
 

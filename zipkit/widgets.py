@@ -239,9 +239,10 @@ class ZipForm:
                                              tooltip=f"1 … {self.cpus}; all CPUs is saved as 'auto'",
                                              style=style), "workers")
         self.overwrite = self._tag(w.Dropdown(options=[
-            ("always: rewrite existing archives", "always"),
+            ("always: merge into existing archives (as zip)", "always"),
+            ("update: merge only into out-of-date archives", "update"),
             ("never: skip existing archives", "never"),
-            ("update: rebuild only out-of-date archives", "update")], value=overwrite,
+            ("replace: rebuild, dropping other members", "replace")], value=overwrite,
             description="existing archives", style=style, layout=w.Layout(width="34em")), "overwrite")
         self.verify = self._tag(w.Checkbox(value=verify, description="verify every archive (CRCs)",
                                            indent=False), "verify")

@@ -288,10 +288,12 @@ def test_enabled_false_runs_in_process(project):
 def test_overwrite_false_keeps_existing_archives(project):
     out = project / "output/zip/03c_100yr"
     out.mkdir(parents=True)
-    (out / "draft_case.zip").write_bytes(b"kept")
+    with zipfile.ZipFile(out / "draft_case.zip", "w") as zf:
+        zf.writestr("kept.txt", "kept")
+    kept = (out / "draft_case.zip").read_bytes()
     report = run_config(project / "scripts" / "zip_config.yml",
                         {"default": {"config": {"overwrite": {"output": False}}}})
-    assert (out / "draft_case.zip").read_bytes() == b"kept"
+    assert (out / "draft_case.zip").read_bytes() == kept
     assert [r.stem for r in report.results if r.status == "skipped"] == ["draft_case"]
     assert load_config(project / "scripts" / "zip_config.yml",
                        {"default": {"config": {"overwrite": {"output": False}}},

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -579,3 +580,67 @@ def test_any_sequence_of_runs_loses_nothing(tmp_path_factory, steps) -> None:
                 assert got == data, (stem, name)
     assert temp_files(out) == []
     shutil.rmtree(root)
+
+
+def test_the_forms_preview_and_choices_say_merge_and_replace(tmp_path: Path) -> None:
+    pytest.importorskip("ipywidgets")
+    from zipkit.widgets import ZipForm
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "a.dat", b"a")
+    out.mkdir()
+    with zipfile.ZipFile(out / "a.zip", "w") as zf:
+        zf.writestr("a.log", "archived earlier")
+    form = ZipForm(root=tmp_path, source=src, extensions=["dat"], output=out, workers=1)
+    assert [v for _, v in form.overwrite.options] == ["always", "update", "never", "replace"]
+    form.preview_button.click()
+    assert "merge: 1 member kept" in form.result.value
+    form.overwrite.value = "replace"
+    form.preview_button.click()
+    assert "replace: 1 member dropped" in form.result.value
+    form.overwrite.value = "always"
+    form.zip_button.click()
+    rep = form.wait(60)
+    assert rep["a"].carried == 1 and "merge: 1 member(s) kept" in form.result.value
+
+
+def test_a_member_zip_wrote_from_a_pipe_with_a_data_descriptor_carries_over(tmp_path: Path) -> None:
+    """``cat f | zip - - > a.zip`` streams: the member has a data descriptor (flag bit 3). Carried,
+    its sizes go into its local header; every reader accepts the result."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    payload = b"piped into zip\n" * 3000
+    r = subprocess.run(["zip", "-q", "-", "-"], input=payload, capture_output=True)  # to a pipe
+    assert r.returncode == 0, r.stderr
+    (out / "p.zip").write_bytes(r.stdout)
+    with zipfile.ZipFile(out / "p.zip") as zf:
+        assert zf.infolist()[0].flag_bits & 0x8
+    write(src / "p.dat", b"new")
+    rep = zip_by_extension(src, "dat", out, progress=False, verify=True)
+    assert rep["p"].status == "ok" and rep["p"].carried == 1, rep["p"].message
+    with zipfile.ZipFile(out / "p.zip") as zf:
+        assert zf.read("-") == payload and not zf.getinfo("-").flag_bits & 0x8
+    _third_party_readers(out / "p.zip")
+
+
+def test_carrying_a_huge_member_over_takes_bounded_memory(tmp_path: Path) -> None:
+    """1 GiB of zeros deflated to ~1 MiB: carrying it decompresses it on the side, for its CRC,
+    in chunks; the zipping process stays far below the member's size."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    with zipfile.ZipFile(out / "big.zip", "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open("big.bin", "w", force_zip64=True) as m:
+            block = bytes(1 << 20)
+            for _ in range(1024):
+                m.write(block)
+    write(src / "big.dat", b"new")
+    code = ("import resource, sys, zipkit\n"
+            "r = zipkit.zip_by_extension(sys.argv[1], 'dat', sys.argv[2], progress=False)\n"
+            "assert r['big'].status == 'ok' and r['big'].carried == 1, r['big'].message\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True,
+                       env=subprocess_env(), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) * 1024 < 200 << 20, f"peak RSS {int(r.stdout) >> 10} MiB"
+    with zipfile.ZipFile(out / "big.zip") as zf:
+        assert zf.getinfo("big.bin").file_size == 1 << 30

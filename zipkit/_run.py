@@ -636,7 +636,9 @@ def zip_by_extension(
     pattern, contains, not_contains, regex, min_size_kb, max_size_kb
         Marker-file filters (the old tool's).
     overwrite
-        ``"always"`` (default), ``"never"`` or ``"update"``.
+        An existing ``STEM.zip``: ``"always"`` (default; merged as zip does: other members
+        kept), ``"update"`` (skipped when up to date, else merged), ``"never"`` (skipped) or
+        ``"replace"`` (rebuilt from this run's files; dropped members listed).
     compression, level, deflate_backend
         ``deflate`` (default; ISA-L when installed, standard deflate either way), ``stored``,
         ``bzip2``, ``lzma``; ``level`` 0–9 (deflate default 6).

@@ -392,7 +392,7 @@ def test_unknown_top_level_key_lists_the_sections(project):
     ("{compression: lzm}", "zipkit.compression", "did you mean 'lzma'"),
     ("{level: 12}", "zipkit.level", "0..9"),
     ("{compression: stored, level: 5}", "zipkit.level", "0..0"),
-    ("{overwrite: sometimes}", "zipkit.overwrite", "always, never, update"),
+    ("{overwrite: sometimes}", "zipkit.overwrite", "always, update, never, replace"),
     ("{match: substring}", "zipkit.match", "prefix, contains"),
     ("{timeout: 0}", "zipkit.timeout", "> 0"),
     ("{executor: process, scheduler_address: 'tcp://h:1'}", "zipkit.scheduler_address", "executor: dask"),

@@ -81,7 +81,7 @@ def test_a_failed_stem_gives_exit_code_1_and_the_session_goes_on(tmp_path):
     (out / "b.zip" / "x").write_text("in the way")
     state, done = ipython(f"%run -m zipkit {src} --ext csv -o {out} --no-progress", tmp_path)
     assert state["alive"] and state["exit_code"] == 1
-    assert state["ok"] == ["a"] and state["failed"] == [["b", "IsADirectoryError"]]
+    assert state["ok"] == ["a"] and state["failed"] == [["b", "ExistingArchiveError"]]
     assert "zipkit: failed: b:" in done.stderr
 
 

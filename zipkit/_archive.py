@@ -10,6 +10,7 @@ built in memory and written at once; others stream through zipfile chunk by chun
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -487,6 +488,19 @@ def _temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
                     os.mkdir(own)  # 0777 less the umask, so that the run (maybe another user) can remove it
 
 
+def _exists(path: Path) -> bool:
+    """Whether anything (a link too) is at ``path``; a name too long fails with that message."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise StemError(f"file name too long: {path}", path=path) from e
+        raise
+    return True
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -548,7 +562,9 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         backend = deflate_backend(options)
         if stem.action == "fail":  # the plan found a file at STEM.zip that is not a zip
             raise ExistingArchiveError(stem.reason, stem=stem.stem, path=stem.archive)
-        existing = open_existing(stem.archive)  # read now: what is there when it is rewritten
+        # read now (not at plan time): what is there when it is rewritten; "create": nothing
+        # was there, and one that appears meanwhile is refused below, unread and kept
+        existing = None if stem.action == "create" else open_existing(stem.archive)
         if existing is not None:
             merge = _Merge(existing, stem, replace_all=stem.action == "replace")
         with deadline.armed():
@@ -576,7 +592,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
                 raise ExistingArchiveError(
                     f"{stem.archive} changed while it was being merged; it is kept as it is and "
                     f"stem {stem.stem!r} is not archived", stem=stem.stem, path=stem.archive)
-        elif os.path.lexists(stem.archive):  # appeared since: never written over unread
+        elif _exists(stem.archive):  # appeared since: never written over unread
             raise ExistingArchiveError(
                 f"{stem.archive} appeared while stem {stem.stem!r} was being archived; it is kept "
                 "as it is (run again to merge it)", stem=stem.stem, path=stem.archive)

@@ -5,7 +5,6 @@ Nothing in this module writes to disk.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import functools
 import logging
@@ -137,7 +136,7 @@ class Plan:
     contested: tuple[tuple[Path, tuple[str, ...]], ...] = ()
     ignored: tuple[tuple[Path, str], ...] = ()
     marker_source: Path | None = None
-    inputs: tuple[Path, ...] = ()  # files read besides the sources: markers, the config
+    inputs: tuple[Path, ...] = ()  # other files read that could be outputs: the config, *.zip markers
 
     @property
     def to_write(self) -> tuple[StemPlan, ...]:
@@ -422,30 +421,60 @@ def _members_word(n: int) -> str:
     return f"{n} member{'s' if n != 1 else ''}"
 
 
-def _reads(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> dict[str, str]:
-    """Real path → what it is, for every file the run reads: sources, markers, the config."""
+class _RealPaths:
+    """Real paths of files, resolving each folder once (a realpath per file costs a stat per
+    path component)."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, str] = {}
+
+    def __call__(self, path: str | os.PathLike[str]) -> str:
+        head, name = os.path.split(os.fspath(path))
+        folder = self.folders.get(head)
+        if folder is None:
+            folder = self.folders[head] = os.path.realpath(head or ".")
+        return os.path.join(folder, name)
+
+
+def _reads(stem_plans: Sequence[StemPlan], others: Sequence[Path], real: _RealPaths,
+           names: set[str]) -> dict[str, str]:
+    """Real path → what it is, for the files the run reads (sources, markers, the config)
+    whose base name is one of ``names`` (only those can be one of the run's outputs).
+
+    A source that is a link is known by its resolved target; the link itself is never written.
+    """
     reads: dict[str, str] = {}
     for sp in stem_plans:
         for f in sp.files:
-            reads.setdefault(os.path.realpath(f.path), f"a source of stem {sp.stem!r} ({f.path})")
+            where = f.target if f.target is not None else f.path
+            if where.name in names:
+                reads.setdefault(real(where), f"a source of stem {sp.stem!r} ({f.path})")
     for p in others:
-        reads.setdefault(os.path.realpath(p), f"a file this run reads ({p})")
+        if p.name in names or p.is_symlink():
+            reads.setdefault(os.path.realpath(p), f"a file this run reads ({p})")
     return reads
 
 
-def plan_reads(p: Plan) -> dict[str, str]:
-    """Real path → what it is, for every file a run of ``p`` reads or writes (archives too)."""
-    reads = _reads(p.stems, p.inputs)
+def plan_reads(p: Plan, also: Path) -> dict[str, str]:
+    """Real path → what it is, for every file a run of ``p`` reads or writes (archives too)
+    that could be ``also``."""
+    real = _RealPaths()
+    names = {os.path.basename(os.path.realpath(also)), also.name}
+    reads = _reads(p.stems, p.inputs, real, names)
     for sp in p.stems:
-        reads.setdefault(os.path.realpath(sp.archive), f"the archive of stem {sp.stem!r}")
+        if sp.archive.name in names:
+            reads.setdefault(real(sp.archive), f"the archive of stem {sp.stem!r}")
     return reads
 
 
 def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
     """UsageError when a stem's archive is a file this run reads (a source, marker, config)."""
-    reads = _reads(stem_plans, others)
+    real = _RealPaths()
+    reads = _reads(stem_plans, others, real, {sp.archive.name for sp in stem_plans})
+    if not reads:
+        return
     for sp in stem_plans:
-        what = reads.get(os.path.realpath(sp.archive))
+        what = reads.get(real(sp.archive))
         if what is not None:
             raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what}: an input "
                              "is never an output; choose another output folder or extensions")
@@ -685,7 +714,8 @@ def plan(
             min_size_kb=min_size_kb, max_size_kb=max_size_kb,
         )
         wanted = [stem for stem, _ in markers]
-        read_too += [marker_folder / name for _, name in markers]
+        # only a marker named like an archive (*.zip) can be one
+        read_too += [marker_folder / name for _, name in markers if name.lower().endswith(".zip")]
     if wanted is not None:
         wanted = sorted(set(wanted))
         for s in wanted:
@@ -728,15 +758,14 @@ def plan(
                 scan.ignored.append((f.path, f"stem {stem!r} would escape the output folder"))
             continue
         files = tuple(sorted(groups[stem], key=lambda f: f.name))
-        stem_plans.append(StemPlan(stem, files, out / f"{stem}.zip", keep=frozenset(keep.get(stem, ()))))
+        archive = out / f"{stem}.zip"
+        action, reason, kept_names, dropped = _archive_action(
+            archive, files, archive.name in out_names, overwrite, check_crc=options.verify)
+        stem_plans.append(StemPlan(stem, files, archive, action, reason, frozenset(keep.get(stem, ())),
+                                   kept_names, dropped))
     # Inputs are never outputs, and no two stems may write one file: refused before any work.
     _refuse_inputs_as_outputs(stem_plans, read_too)
     _refuse_colliding_names(out, stem_plans)
-    for i, sp in enumerate(stem_plans):
-        action, reason, kept_names, dropped = _archive_action(
-            sp.archive, sp.files, sp.archive.name in out_names, overwrite, check_crc=options.verify)
-        stem_plans[i] = dataclasses.replace(sp, action=action, reason=reason, kept=kept_names,
-                                            dropped=dropped)
 
     empty = tuple(s for s in (wanted or []) if s not in groups)
     result = Plan(

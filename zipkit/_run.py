@@ -535,7 +535,7 @@ def run_plan(
     ()
     """
     if save_error_reports and save_error_reports is not True:
-        check_error_report_path(save_error_reports, plan_reads(plan))
+        check_error_report_path(save_error_reports, plan_reads(plan, Path(save_error_reports)))
     if isinstance(executor, str):  # "dask", "dask://local" or a scheduler address
         from ._dask import dask_executor
 

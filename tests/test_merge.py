@@ -29,6 +29,7 @@ from safety_helpers import (
 )
 
 import zipkit
+import zipkit._config
 from zipkit import plan, zip_by_extension
 from zipkit._archive import write_archive
 
@@ -645,3 +646,40 @@ def test_carrying_a_huge_member_over_takes_bounded_memory(tmp_path: Path) -> Non
     assert int(r.stdout) * 1024 < 100 << 20, f"peak RSS {int(r.stdout) >> 10} MiB"
     with zipfile.ZipFile(out / "big.zip") as zf:
         assert zf.getinfo("big.bin").file_size == 1 << 30
+
+
+@pytest.mark.parametrize(("section", "policy"), [
+    ({"default": {"config": {"overwrite": {"output": True}}}}, "always"),
+    ({"default": {"config": {"overwrite": {"output": False}}}}, "never"),
+    ({"zipkit": {"overwrite": "replace"}}, "replace"),
+    ({"zipkit": {"overwrite": "update"}}, "update"),
+])
+def test_configs_and_the_dry_run_say_what_happens_to_an_existing_archive(tmp_path: Path, section: dict,
+                                                                        policy: str) -> None:
+    """Old configs' ``overwrite.output: true`` merges (always); the ``zipkit:`` section takes
+    every policy; ``--dry-run`` prints the plan's merge/replace line and writes nothing."""
+    import yaml
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    write(data / "c1.csv", b"csv")
+    out.mkdir()
+    with zipfile.ZipFile(out / "c1.zip", "w") as zf:
+        zf.writestr("c1.log", "archived before")
+    os.utime(out / "c1.zip", (1e9, 1e9))
+    doc = {"analysis": {"input_directory": str(data), "filename": {"extension": ["csv"]}},
+           "file_management": {"output_directory": str(out)}, **section}
+    cfg = tmp_path / "job.yml"
+    cfg.write_text(yaml.safe_dump(doc))
+    assert zipkit._config.load_config(cfg).plan_kwargs["overwrite"] == policy
+    before = (out / "c1.zip").read_bytes()
+    r = _cli(cfg, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    expected = {"always": "merge: 1 member kept", "update": "merge: 1 member kept (new members)",
+                "never": "archive exists", "replace": "replace: 1 member dropped"}[policy]
+    assert expected in r.stdout, r.stdout
+    assert (out / "c1.zip").read_bytes() == before
+    r = _cli(cfg, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    names = sorted(member_hashes(out / "c1.zip"))
+    assert names == {"always": ["c1.csv", "c1.log"], "update": ["c1.csv", "c1.log"],
+                     "never": ["c1.log"], "replace": ["c1.csv"]}[policy]

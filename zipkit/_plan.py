@@ -1,6 +1,7 @@
 """Scan folders once, match files to stems, and build the :class:`Plan` of what would be written.
 
-Nothing in this module writes to disk.
+Nothing in this module writes to disk, except a probe file (created and removed at once) when
+two archive names could be one file on a file system that ignores case.
 """
 
 from __future__ import annotations

@@ -485,7 +485,7 @@ def test_apply_sets_controls_and_keeps_every_valid_level(demo):
                      (({"compression": "bzip2", "level": 0}, {}), "level for bzip2 must be"), \
                      (({"timeout": float("nan")}, {}), "timeout must be a finite number of seconds"), \
                      (({"min_size_kb": -1}, {}), "min_size_kb must be a finite number of KiB >= 0"), \
-                     (({"min_size_kb": 5, "max_size_kb": 1}, {}), "min_size_kb must be at most max_size_kb"), \
+                     (({"min_size_kb": 5, "max_size_kb": 1}, {}), "min_size_kb must be at most"), \
                      (({"regex": "("}, {}), "'(' is not a valid regular expression"), \
                      (({"overwrite": "sometimes"}, {}), "overwrite must be"):
         with pytest.raises(UsageError, match=re.escape(what)):

@@ -1,6 +1,7 @@
 """Command line: argument parsing and exit codes only; the work is the library's.
 
-Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 interrupted.
+Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 interrupted. Output
+piped into ``head`` or a closed stdout/stderr never changes them (see :func:`_say`).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zip files by stem, in parallel, with honest progress. "
         "Either zip a folder directly (zipkit SOURCE --ext csv -o OUT) or run an old "
         "zip_utilities YAML config (zipkit CONFIG.yml [OVERRIDE]).",
-        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 interrupted.",
+        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 interrupted. "
+        "A closed or broken stdout or stderr (zipkit ... | head) changes neither the run nor its exit code.",
     )
     p.add_argument("source", help="folder of files to zip, or a YAML config file")
     p.add_argument("override", nargs="?", help="with a config: a Python literal dict deep-merged into it")

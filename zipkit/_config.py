@@ -113,7 +113,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("file_management.filename.filters.min_size_kb", "kb", None,
             "Marker filter: keep markers of at least this size.", "min_size_kb"),
     Setting("file_management.filename.filters.max_size_kb", "kb", None,
-            "Marker filter: keep markers of at most this size.", "max_size_kb"),
+            "Marker filter: keep markers of at most this size (not less than `min_size_kb`).",
+            "max_size_kb"),
     Setting("file_management.output_directory", "path", None,
             "Folder for the archives, created when missing. Null or absent: `results/` beside "
             "the config file.", "output"),
@@ -969,7 +970,9 @@ def schema_reference_markdown() -> str:
         "zip_utilities YAML schema unchanged, plus zipkit's own options under a `zipkit:` section. "
         "Relative paths resolve against the config file's folder. `OVERRIDE` is a Python literal dict "
         "(`\"{'analysis': {'input_directory': '../csv/03c'}}\"`), parsed with `ast.literal_eval` and "
-        "deep-merged into the config. YAML is read with a safe loader. Unknown keys, wrong types, "
+        "deep-merged into the config. YAML is read with a safe loader; a config file is at most "
+        f"{MAX_CONFIG_BYTES} bytes (1 MiB) and holds at most {MAX_YAML_VALUES:,} values once its aliases "
+        "(`*name`) are expanded. Unknown keys, wrong types, values out of range, "
         "missing folders, unsafe tags and a malformed override stop the run before any archive is "
         "written (exit code 2). `zipkit --print-config CONFIG.yml [OVERRIDE]` shows the resolved settings.",
         "",

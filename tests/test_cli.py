@@ -224,3 +224,14 @@ def test_closed_stdout_or_stderr_still_archives_everything_and_exits_0(many, tmp
     for z in (tmp_path / "out").glob("*.zip"):  # nothing printed landed in an archive's descriptor
         with zipfile.ZipFile(z) as zf:
             assert len(zf.namelist()) == 1
+
+
+def test_a_script_calling_the_library_with_stderr_closed_archives_everything(many, tmp_path):
+    """No progress bar can be drawn on a closed stderr (sys.stderr is None): the run goes on."""
+    script = tmp_path / "job.py"
+    script.write_text("import sys, zipkit\n"
+                      f"r = zipkit.zip_by_extension({str(many)!r}, 'dat', {str(tmp_path / 'out')!r})\n"
+                      "sys.exit(0 if r.success and sys.stderr is None else 3)\n")
+    r = shell(f'exec 3>&1; "$PY" {script} 2>&-; echo "status=$?" >&3', tmp_path)
+    assert r.stdout.strip() == "status=0", r.stdout
+    assert_all_archived(many, tmp_path / "out")

@@ -90,7 +90,7 @@ class _Progress:
         self.partial: dict[str, int] = {}
         self.callback = progress if callable(progress) else None
         self.bar = None
-        if progress is True:
+        if progress is True and sys.stderr is not None:  # None: stderr closed (2>&-) or pythonw
             from tqdm.auto import tqdm
 
             class _Bar(tqdm):  # no monitor thread: a later pool could then still fork

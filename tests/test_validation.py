@@ -436,3 +436,14 @@ def test_unsafe_tags_still_get_the_clear_message(tmp_path):
 def test_an_empty_source_date_epoch_is_as_if_unset(src, tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "")
     assert zipkit.plan(src, ["dat"], tmp_path / "out", reproducible=True).options.source_date_epoch is None
+
+
+def test_a_duplicate_key_is_still_logged_with_its_line(tmp_path, caplog):
+    (tmp_path / "src").mkdir()
+    cfg = tmp_path / "dup.yml"
+    twice = "  input_directory: nowhere\n  input_directory: src\n"
+    cfg.write_text(CONFIG.replace("  input_directory: src\n", twice, 1))
+    with caplog.at_level("WARNING", logger="zipkit"):
+        c = load_config(cfg)
+    assert c.settings["analysis.input_directory"] == str(tmp_path / "src")  # the last one wins
+    assert "key 'input_directory' appears twice (line 3); the last one is used" in caplog.text

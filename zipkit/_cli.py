@@ -208,7 +208,8 @@ def _refuse_direct_options(argv: Sequence[str] | None, parser: argparse.Argument
                          f"config or in the override")
 
 
-def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict, dict]:
+def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     if args.override is not None:
         parser.error(f"unexpected argument {args.override!r} (an override needs a YAML config)")
     if not args.ext:

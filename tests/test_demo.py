@@ -57,3 +57,8 @@ def test_readme_quickstart_first_command_works_on_a_fresh_copy(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert len(list((copy / "zipkit-demo" / "output" / "zip").glob("*.zip"))) == 8
     assert "archives written to" in r.stdout
+    typed = subprocess.run([str(copy / ".venv" / "bin" / "python"), "-c",
+                            "import zipkit, pathlib; print(pathlib.Path(zipkit.__file__).parent)"],
+                           cwd=tmp_path, capture_output=True, text=True, env=env)
+    installed = Path(typed.stdout.strip())
+    assert installed.is_relative_to(copy / ".venv") and (installed / "py.typed").is_file()

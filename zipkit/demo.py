@@ -7,6 +7,7 @@ report.
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import sys
@@ -43,9 +44,7 @@ def make_demo(folder: str | Path, *, rows: int = 2000, seed: int = 7) -> Path:
     return root
 
 
-def _parser():
-    import argparse
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m zipkit.demo",
         description="Write a small data set like simulation output (8 load cases: marker files in "

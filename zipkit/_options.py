@@ -36,6 +36,8 @@ from ._errors import UsageError
 
 __all__ = [
     "EPOCH",
+    "EPOCH_MAX",
+    "EPOCH_MIN",
     "EXTENSIONS",
     "KIB",
     "LEVEL",

@@ -562,9 +562,10 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         backend = deflate_backend(options)
         if stem.action == "fail":  # the plan found a file at STEM.zip that is not a zip
             raise ExistingArchiveError(stem.reason, stem=stem.stem, path=stem.archive)
-        # read now (not at plan time): what is there when it is rewritten; "create": nothing
-        # was there, and one that appears meanwhile is refused below, unread and kept
-        existing = None if stem.action == "create" else open_existing(stem.archive)
+        # read now (not at plan time): what is there when it is rewritten. One that appeared
+        # since a "create" plan (another job; this stem run again by Dask) is merged as well.
+        existing = (open_existing(stem.archive)
+                    if stem.action != "create" or _exists(stem.archive) else None)
         if existing is not None:
             merge = _Merge(existing, stem, replace_all=stem.action == "replace")
         with deadline.armed():

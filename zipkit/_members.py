@@ -108,8 +108,8 @@ def sample_incompressible(fd: int, size: int) -> bool:
     at the first sample. Reads with ``pread`` (the file position is left alone); the answer
     depends on the bytes only.
     """
-    if size < _SAMPLE * _SAMPLES:
-        return False  # small: compressed whole, and kept only if smaller
+    if size < _SAMPLE * _SAMPLES or not hasattr(os, "pread"):
+        return False  # small: compressed whole, kept only if smaller (Windows: the same, by rewrite)
     for k in range(_SAMPLES):
         data = os.pread(fd, _SAMPLE, (size * (2 * k + 1)) // (2 * _SAMPLES) - _SAMPLE // 2)
         c = zlib.compressobj(1, zlib.DEFLATED, -15)

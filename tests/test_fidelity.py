@@ -352,3 +352,39 @@ def test_cpu_count_does_not_change_reproducible_bytes(tmp_path, monkeypatch):
         got.append(digests(out))
     assert used == ["isal-3", "isal-3x2"]  # one thread, then two
     assert got[0] == got[1] and len(got[0]) == 1
+
+
+# --- the benchmark that measures it ---------------------------------------------------------
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="needs the repo's .venv (--ref)")
+def test_benchmark_times_the_incompressible_corpus_against_a_reference_checkout(tmp_path):
+    """``--ref REPO`` runs that checkout's zipkit in the same rounds; the corpus is 30% random."""
+    import json
+
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.corpora import build
+    finally:
+        sys.path.remove(str(REPO))
+    corpus = build("incompressible", tmp_path / "c", 0.01)
+    sizes = {"random": 0, "all": 0}
+    for p in corpus.paths():
+        sizes["all"] += p.stat().st_size
+        if p.name.endswith("_frames.bin"):
+            sizes["random"] += p.stat().st_size
+            data = p.read_bytes()
+            assert len(zlib.compress(data, 6)) > len(data)  # does not compress
+    assert 0.29 < sizes["random"] / sizes["all"] < 0.31
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.run", "--scale", "0.01", "--repeat", "1",
+                        "--only", "incompressible", "--methods", "zipkit,zipkit-ref", "--ref", str(REPO),
+                        "--corpora", str(tmp_path / "c"), "--json", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    methods = json.loads(out.read_text())["cases"]["incompressible"]["methods"]
+    assert methods["zipkit-ref"]["error"] is None and methods["zipkit"]["error"] is None
+    assert methods["zipkit"]["output_bytes"] == methods["zipkit-ref"]["output_bytes"] > 0  # same code
+    assert "zipkit-ref" in methods["zipkit"]["speedup_vs"]

@@ -359,6 +359,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO / ".venv" / "bin" / "python").exists(), reason="needs the repo's .venv (--ref)")
 def test_benchmark_times_the_incompressible_corpus_against_a_reference_checkout(tmp_path):
     """``--ref REPO`` runs that checkout's zipkit in the same rounds; the corpus is 30% random."""

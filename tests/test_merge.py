@@ -120,6 +120,19 @@ def test_a_rerun_after_delete_sources_keeps_what_the_first_run_archived(tmp_path
     assert_report_truthful(rep, snap, src, out)
 
 
+def test_members_dropped_by_replace_are_said_even_when_quiet(tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "a.dat", b"a")
+    out.mkdir()
+    with zipfile.ZipFile(out / "a.zip", "w") as zf:
+        zf.writestr("a.log", "old")
+        zf.writestr("a.sim", "old")
+    r = _cli(src, "--ext", "dat", "-o", out, "--overwrite", "replace", "-q")
+    assert r.returncode == 0, r.stderr
+    assert f"replace: {out / 'a.zip'} no longer holds 2 member(s): a.log, a.sim" in r.stderr
+    assert len(r.stdout.splitlines()) == 1 and sorted(member_hashes(out / "a.zip")) == ["a.dat"]
+
+
 def test_carried_members_keep_their_stored_bytes_and_headers_from_info_zip(tmp_path: Path) -> None:
     """An archive made by Info-ZIP zip (UT and ux extra fields, its own deflate, a stored
     member): the members this run does not replace are copied byte for byte, not recompressed,

@@ -300,6 +300,10 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
     _say(report.summary_line() if args.quiet else report)
     for r in report.failed:
         _say(f"zipkit: {r.status.replace('_', ' ')}: {r.stem}: {r.message}", err=True)
+    for r in report.ok:  # members removed on request are said even with -q, as deletions are
+        if r.dropped:
+            _say(f"zipkit: replace: {r.archive} no longer holds {len(r.dropped)} member(s): "
+                 + ", ".join(r.dropped), err=True)
     return report, EXIT_OK if not report.failed else EXIT_FAILED
 
 

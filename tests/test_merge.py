@@ -32,6 +32,7 @@ import zipkit
 import zipkit._config
 from zipkit import plan, zip_by_extension
 from zipkit._archive import write_archive
+from zipkit._run import _cleanup_temps
 
 POLICIES = ["always", "update", "never", "replace"]
 
@@ -292,6 +293,32 @@ def test_an_archive_that_appears_after_planning_is_merged_not_overwritten(tmp_pa
     assert sorted(member_hashes(out / "a.zip")) == ["a.dat", "other.txt"]
     again = zipkit.run_plan(p, progress=False)  # the same stem run again: nothing doubled
     assert again["a"].status == "ok" and sorted(member_hashes(out / "a.zip")) == ["a.dat", "other.txt"]
+
+
+def test_two_jobs_with_different_extensions_into_one_folder_lose_nothing(tmp_path: Path) -> None:
+    """Job B (``--ext dat``) is reading when job A (``--ext log``, a real process) puts a.zip in
+    place: B does not write over it (its stem fails, its sources kept); B run again merges."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "a.dat", b"dat of job B")
+    write(src / "a.log", b"log of job A")
+    snap = snapshot(src)
+    p = plan(src, "dat", out, delete_sources=True)
+    out.mkdir()
+    ran = []
+
+    def job_a(n: int) -> None:  # while B reads: all of job A, in another process
+        if not ran:
+            ran.append(_cli(src, "--ext", "log", "-o", out, "--delete-sources", "--no-progress"))
+
+    b = write_archive(p.stems[0], p.options, run_id="b", on_bytes=job_a)
+    _cleanup_temps(out, "b")  # what run_plan does after its stems: the empty temp folder goes
+    assert ran and ran[0].returncode == 0, ran[0].stderr
+    assert b.status == "failed" and "appeared while stem 'a' was being archived" in b.message
+    assert sorted(member_hashes(out / "a.zip")) == ["a.log"] and (src / "a.dat").is_file()
+    again = zip_by_extension(src, "dat", out, delete_sources=True, progress=False)
+    assert again["a"].status == "ok" and again["a"].carried == 1
+    assert sorted(member_hashes(out / "a.zip")) == ["a.dat", "a.log"] and not list(src.iterdir())
+    assert_nothing_lost(snap, out)
 
 
 # --- identity: sources read as the plan saw them -----------------------------------------------

@@ -436,10 +436,12 @@ def _reads(stem_plans: Sequence[StemPlan], others: Sequence[Path], real: _RealPa
     """
     reads: dict[str, str] = {}
     for sp in stem_plans:
-        for f in sp.files:
-            where = f.target if f.target is not None else f.path
-            if where.name in names:
-                reads.setdefault(real(where), f"a source of stem {sp.stem!r} ({f.path})")
+        for f, name in zip(sp.files, sp.names):  # names: cached, the run needs them too
+            if f.target is None:
+                if name in names:
+                    reads.setdefault(real(f.path), f"a source of stem {sp.stem!r} ({f.path})")
+            elif f.target.name in names:
+                reads.setdefault(str(f.target), f"a source of stem {sp.stem!r} ({f.path})")
     for p in others:
         if p.name in names or p.is_symlink():
             reads.setdefault(os.path.realpath(p), f"a file this run reads ({p})")
@@ -461,7 +463,7 @@ def plan_reads(p: Plan, also: Path) -> dict[str, str]:
 def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
     """UsageError when a stem's archive is a file this run reads (a source, marker, config)."""
     real = _RealPaths()
-    reads = _reads(stem_plans, others, real, {sp.archive.name for sp in stem_plans})
+    reads = _reads(stem_plans, others, real, {f"{sp.stem}.zip" for sp in stem_plans})
     if not reads:
         return
     for sp in stem_plans:
@@ -512,7 +514,7 @@ def _folds(folder: Path, a: str, b: str) -> bool:
 
 def _refuse_colliding_names(out: Path, stem_plans: Sequence[StemPlan]) -> None:
     """UsageError when two archive names are one file on the output folder's file system."""
-    names = [sp.archive.name for sp in stem_plans]
+    names = [f"{sp.stem}.zip" for sp in stem_plans]
     if not colliding(names, True, True):  # nothing could collide: no probe
         return
     fold_case = _folds(out, "Aa", "aA")

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from signal_helpers import default_signals
 
 PROBE = """
 import json as _json
@@ -34,7 +35,7 @@ def ipython(cell: str, tmp_path: Path) -> tuple[dict, subprocess.CompletedProces
     done = subprocess.run(
         [sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor", "--HistoryManager.enabled=False",
          f"--ipython-dir={env_dir}", "-c", cell + "\n" + PROBE],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, preexec_fn=default_signals,
     )
     lines = done.stdout.strip().splitlines()
     assert lines, f"no output; stderr:\n{done.stderr}"

@@ -10,7 +10,6 @@ built in memory and written at once; others stream through zipfile chunk by chun
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import signal
@@ -27,8 +26,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ._errors import SourceChangedError, StemError, StemTimeout, VerifyError
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX, ArchiveOptions, SourceFile, StemPlan
+from ._plan import ArchiveOptions, SourceFile, StemPlan
 from ._report import StemResult
+from ._tempfiles import fsync_dir as _fsync_dir
+from ._tempfiles import temp_file as _temp_file
 
 __all__ = ["deflate_backend", "write_archive"]
 
@@ -405,53 +406,6 @@ def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
                                       f"expected {info.file_size}", stem=stem)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise VerifyError(f"archive of stem {stem!r} failed verification: {e}", stem=stem) from e
-
-
-_temp_numbers = itertools.count()
-
-
-_made_folders: set[Path] = set()  # temp folders this process made (one per output folder and run)
-_made_lock = threading.Lock()
-
-
-def _temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
-    """Create ``.zipkit-RUN-PID-N.tmp`` (mode 0666 less the umask, as zip does) in this
-    process's own temp folder ``.zipkit-RUN-PID.tmp`` inside ``folder``.
-
-    Creating a file locks its folder: with one temp folder per worker, workers create their
-    temp files in parallel, and only the rename onto ``STEM.zip`` takes the output folder's lock.
-    Once that folder has been made and removed (the run's cleanup, while a task of a stopped
-    run still goes on in a given executor), temp files go into ``folder`` itself, not into a
-    folder made again that nobody would remove.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    tag = f"{TEMP_PREFIX}{run_id}-{os.getpid()}"
-    own = folder / f"{tag}{TEMP_SUFFIX}"
-    where = own
-    while True:
-        path = where / f"{tag}-{next(_temp_numbers)}{TEMP_SUFFIX}"
-        try:
-            return os.open(path, flags, 0o666), path
-        except FileExistsError:  # left by an earlier process with the same pid
-            continue
-        except FileNotFoundError:
-            if where == folder or not folder.is_dir():
-                raise
-            with _made_lock:
-                if own in _made_folders:
-                    where = folder
-                    continue
-                _made_folders.add(own)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(own)  # 0777 less the umask, so that the run (maybe another user) can remove it
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _delete_sources(stem: StemPlan, read: dict[str, os.stat_result]) -> list[str]:

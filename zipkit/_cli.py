@@ -1,6 +1,7 @@
 """Command line: argument parsing and exit codes only; the work is the library's.
 
-Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 interrupted.
+Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 / 143 / 129 stopped
+by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (a run so stopped still prints its report).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, NoReturn
 
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
 from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
+from ._signals import Stopped, exit_code, signal_name, stop_on_signals
 
 __all__ = ["build_parser", "main", "run_cli"]
 
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zip files by stem, in parallel, with honest progress. "
         "Either zip a folder directly (zipkit SOURCE --ext csv -o OUT) or run an old "
         "zip_utilities YAML config (zipkit CONFIG.yml [OVERRIDE]).",
-        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 interrupted.",
+        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 / 143 / 129 "
+        "stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP.",
     )
     p.add_argument("source", help="folder of files to zip, or a YAML config file")
     p.add_argument("override", nargs="?", help="with a config: a Python literal dict deep-merged into it")
@@ -160,7 +163,15 @@ def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
 
 
 def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
-    """Run the command line; return ``(report or plan or None, exit code)``."""
+    """Run the command line; return ``(report or plan or None, exit code)``.
+
+    SIGINT, SIGTERM and SIGHUP stop it the same way, whenever they come: exit 130, 143, 129.
+    """
+    with stop_on_signals():
+        return _run_cli(argv)
+
+
+def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
     from ._plan import plan
     from ._run import run_plan
 
@@ -205,11 +216,14 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
         return None, int(e.code or 0)
     except RunInterrupted as e:
         print(e.report, file=sys.stderr)
-        print("zipkit: interrupted; finished archives kept, no partial archive left", file=sys.stderr)
-        return e.report, EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("zipkit: interrupted", file=sys.stderr)
-        return None, EXIT_INTERRUPTED
+        how = "interrupted" if e.exit_code == EXIT_INTERRUPTED else f"stopped by {signal_name(e.signal)}"
+        print(f"zipkit: {how}; finished archives kept, no partial archive left", file=sys.stderr)
+        return e.report, e.exit_code
+    except KeyboardInterrupt as e:  # before the run began (planning): nothing written
+        signum = e.signum if isinstance(e, Stopped) else 2
+        how = "interrupted" if signum == 2 else f"stopped by {signal_name(signum)}"
+        print(f"zipkit: {how}", file=sys.stderr)
+        return None, exit_code(signum)
     except NothingToDo as e:
         print(f"zipkit: {e}", file=sys.stderr)
         return None, EXIT_USAGE

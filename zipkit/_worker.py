@@ -30,17 +30,27 @@ _WATCH_EVERY = 0.2  # seconds between a worker's looks at its parent, where ther
 _PR_SET_PDEATHSIG = 1
 
 
-def _set_parent_death_signal() -> bool:
-    """Linux: have the kernel SIGKILL this process when its parent dies (``prctl``)."""
-    if not sys.platform.startswith("linux") or os.environ.get("ZIPKIT_TEST_NO_PDEATHSIG"):
-        return False
+def _find_prctl() -> Any:
+    """libc's ``prctl``, looked up in the parent at import: a forked child then calls it without
+    dlopen/dlsym, whose locks another thread of the parent may have held at the fork."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError, ImportError):  # pragma: no cover - no prctl in this libc
+        return None
+
+
+_prctl = _find_prctl()
+
+
+def _set_parent_death_signal() -> bool:
+    """Linux: have the kernel SIGKILL this process when its parent dies (``prctl``)."""
+    if _prctl is None or os.environ.get("ZIPKIT_TEST_NO_PDEATHSIG"):
         return False
+    return _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
 
 
 def _watch_parent() -> None:
@@ -81,7 +91,7 @@ def _run_gone(run_id: str, folder) -> bool:
 
 
 def init_worker(queue: Any, stems: Sequence[StemPlan] = (), options: ArchiveOptions | None = None) -> None:
-    """Pool initializer: leave Ctrl-C, SIGTERM and SIGHUP to the parent, which stops the pool;
+    """Pool initializer: leave Ctrl-C and SIGHUP to the parent, which stops the pool;
     die with the parent; send progress and zipkit's log records home.
 
     Log records travel on the progress queue so that they appear in the parent (in Jupyter: in
@@ -90,7 +100,8 @@ def init_worker(queue: Any, stems: Sequence[StemPlan] = (), options: ArchiveOpti
     name stems by index (:func:`run_indexed`).
     """
     global _queue, _stems, _options
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    # SIGTERM keeps its default: concurrent.futures stops the workers of a broken pool with it
+    for name in ("SIGINT", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     _bind_to_parent()

@@ -380,3 +380,34 @@ def test_a_sigint_test_passes_when_the_suite_was_started_with_sigint_ignored(tmp
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=170,
                           env=subprocess_env(), preexec_fn=ignoring_sigint)
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_cancel_with_a_given_process_pool_leaves_no_temp_folder(tmp_path: Path, method: str) -> None:
+    """Tasks still queued or running in the caller's process pool after a cancel go on after the
+    run returned: they must make no temp file once the run is closed, and leave none behind."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(60):
+        write(src / f"s{i:02}.dat", text_bytes(300_000, i))
+    snap = snapshot(src)
+    cancel = threading.Event()
+
+    def on_progress(ev: zipkit.ProgressEvent) -> None:
+        if ev.result is not None and ev.stems_done >= 4:
+            cancel.set()
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as ex:
+        rep = zipkit.zip_by_extension(src, "dat", out, executor=ex, progress=on_progress, cancel=cancel,
+                                      deflate_backend="zlib", level=9, delete_sources=True)
+        assert rep.cancelled
+        closed_at = sorted(os.listdir(out))
+    # the pool has run (or refused) every task it still held
+    assert [n for n in closed_at if not n.endswith(".zip")] == []
+    assert [n for n in os.listdir(out) if not n.endswith(".zip")] == []
+    assert_nothing_lost(snap, out)
+    gone = {p.stem for p in snap if not p.exists()}
+    reported = {r.stem for r in rep.ok}
+    assert gone <= reported, f"sources deleted by tasks that ran after the run had stopped: {gone - reported}"

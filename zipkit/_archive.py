@@ -28,6 +28,7 @@ from pathlib import Path
 from ._errors import SourceChangedError, StemError, StemTimeout, VerifyError
 from ._plan import ArchiveOptions, SourceFile, StemPlan
 from ._report import StemResult
+from ._tempfiles import deleting as _deleting
 from ._tempfiles import fsync_dir as _fsync_dir
 from ._tempfiles import temp_file as _temp_file
 
@@ -470,7 +471,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             pool = None
         deleted: list[str] = []
         if options.delete_sources:
-            deleted = _delete_sources(stem, read)
+            with _deleting(stem.archive.parent, run_id) as allowed:  # not once the run is closed
+                deleted = _delete_sources(stem, read) if allowed else []
         return StemResult(
             stem.stem, stem.archive, names, sum(s.st_size for s in read.values()), size_out,
             time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),

@@ -38,13 +38,14 @@ try:
 except ImportError:  # pragma: no cover - Windows: no file locks, no stale-run detection
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunClosed", "RunTemps", "remove_stale", "remove_temps", "run_open", "supervised", "temp_file"]
+__all__ = ["RunClosed", "RunTemps", "deleting", "remove_stale", "remove_temps", "run_open", "supervised",
+           "temp_file"]
 
 log = logging.getLogger("zipkit")
 
 LOCK_SUFFIX = ".lock" + TEMP_SUFFIX
 _NO_LOCKS = {errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF}
-CLOSE_WAIT = 3.0  # seconds the closer waits for tasks creating a temp file (a frozen one is not waited for)
+CLOSE_WAIT = 2.0  # seconds the closer waits for tasks creating a temp file or deleting sources
 
 
 class RunClosed(StemError):
@@ -57,6 +58,8 @@ _lock = threading.Lock()  # temp-file creation vs. closing, within this process
 _owned: dict[str, int] = {}  # run id → pid of its owner (a forked child inherits this, but is no owner)
 _closed: set[str] = set()  # runs of this process that are closed
 _local = threading.local()  # the run id whose task this thread is running (see supervised)
+_busy: dict[str, int] = {}  # run id → its tasks in this process deleting sources right now
+_idle = threading.Condition(_lock)
 
 
 def _owns(run_id: str) -> bool:
@@ -147,6 +150,43 @@ def temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
         return _create(folder, run_id)
     finally:
         os.close(gate)  # releases the shared lock
+
+
+@contextlib.contextmanager
+def deleting(folder: Path, run_id: str) -> Iterator[bool]:
+    """Around a task's deletion of its sources: yields whether the run is still open.
+
+    Closing the run waits for deletions under way (a few seconds at most), so that the run's
+    report, made after the close, names every source that is gone; once closed, nothing more
+    is deleted.
+    """
+    if getattr(_local, "run", None) != run_id:
+        yield True
+        return
+    if _owns(run_id):
+        with _lock:
+            allowed = run_id not in _closed
+            if allowed:
+                _busy[run_id] = _busy.get(run_id, 0) + 1
+        try:
+            yield allowed
+        finally:
+            if allowed:
+                with _lock:
+                    _busy[run_id] -= 1
+                    _idle.notify_all()
+        return
+    try:
+        gate = os.open(lock_path(folder, run_id), os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        if fcntl is not None:
+            _flock(gate, fcntl.LOCK_SH)
+        yield os.fstat(gate).st_nlink > 0
+    finally:
+        os.close(gate)
 
 
 def _create(folder: Path, run_id: str) -> tuple[int, Path]:
@@ -299,6 +339,8 @@ class RunTemps:
             _closed.add(self.run_id)
             _owned.pop(self.run_id, None)
             fd, self.fd = self.fd, None
+            _idle.wait_for(lambda: not _busy.get(self.run_id), timeout=CLOSE_WAIT)
+            _busy.pop(self.run_id, None)
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)  # tasks elsewhere see the run closed

@@ -204,6 +204,16 @@ def test_handlers_are_installed_for_the_run_only(tmp_path: Path) -> None:
     zipkit.zip_by_extension(tmp_path / "src", "dat", tmp_path / "out", workers=1, progress=progress)
     assert {s: signal.getsignal(s) for s in before} == before
     assert seen and all(h[signal.SIGTERM] is not before[signal.SIGTERM] for h in seen)
+    from zipkit import _signals  # after a form's run (its main-thread guard is installed): the same
+
+    old_term = signal.signal(signal.SIGTERM, _signals._stop_background)
+    try:
+        seen.clear()
+        zipkit.zip_by_extension(tmp_path / "src", "dat", tmp_path / "out", workers=1, progress=progress)
+        assert seen and all(isinstance(h[signal.SIGTERM], _signals._Handler) for h in seen)
+        assert signal.getsignal(signal.SIGTERM) is _signals._stop_background
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     ignored = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a program's own choice is left alone
     try:
         seen.clear()

@@ -78,7 +78,8 @@ class _Handler:
 
 
 def _ours_to_take(handler: object) -> bool:
-    return handler in (signal.SIG_DFL, signal.default_int_handler) or isinstance(handler, _Handler)
+    return (handler in (signal.SIG_DFL, signal.default_int_handler, _stop_background)
+            or isinstance(handler, _Handler))
 
 
 @contextlib.contextmanager

@@ -244,7 +244,10 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
     SIGINT, SIGTERM and SIGHUP stop it the same way, whenever they come: exit 130, 143, 129.
     """
     with stop_on_signals():
-        return _run_cli(argv)
+        try:
+            return _run_cli(argv)
+        except Stopped as e:  # while the report was printed: the run itself is complete
+            return None, exit_code(e.signum)
 
 
 def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:

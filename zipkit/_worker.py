@@ -47,7 +47,11 @@ _prctl = _find_prctl()
 
 
 def _set_parent_death_signal() -> bool:
-    """Linux: have the kernel SIGKILL this process when its parent dies (``prctl``)."""
+    """Linux: have the kernel SIGKILL this process when its parent dies (``prctl``).
+
+    ``ZIPKIT_TEST_NO_PDEATHSIG=1`` leaves it out, so that the tests can try the parent watch
+    that other systems rely on.
+    """
     if _prctl is None or os.environ.get("ZIPKIT_TEST_NO_PDEATHSIG"):
         return False
     return _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0

@@ -100,16 +100,28 @@ class _Progress:
             class _Bar(tqdm):  # no monitor thread: a later pool could then still fork
                 monitor_interval = 0
 
-            self.bar = _Bar(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                            desc="zipkit", smoothing=0.1, dynamic_ncols=True)
+            self._draw(lambda: setattr(self, "bar", _Bar(
+                total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="zipkit", smoothing=0.1,
+                dynamic_ncols=True)))
             self._postfix()
+
+    def _draw(self, step: Callable[[], Any]) -> None:
+        """One write of the bar; a broken or full stderr (``2>&1 | head``, ``2>/dev/full``) ends the
+        bar, never the run: the bar is a courtesy, as the CLI's printing is."""
+        try:
+            step()
+        except (OSError, ValueError) as e:  # ValueError: the stream was closed
+            log.debug("zipkit: progress bar off: cannot write to stderr: %s", e)
+            bar, self.bar = self.bar, None
+            if bar is not None:
+                bar.disable = True  # tqdm's own close and finaliser then write nothing
 
     def _postfix(self) -> None:
         if self.bar is not None:
             fix = {"stems": f"{self.stems_done}/{self.stems_total}"}
             if self.failed:
                 fix["failed"] = str(self.failed)
-            self.bar.set_postfix(fix, refresh=False)
+            self._draw(lambda: self.bar.set_postfix(fix, refresh=False))
 
     def _emit(self, result: StemResult | None = None) -> None:
         if self.callback is not None:
@@ -121,7 +133,7 @@ class _Progress:
         self.partial[stem] = self.partial.get(stem, 0) + n
         self.done += n
         if self.bar is not None:
-            self.bar.update(n)
+            self._draw(lambda: self.bar.update(n))
         self._emit()
 
     def forget(self, stem: str) -> None:
@@ -129,7 +141,7 @@ class _Progress:
         n = self.partial.pop(stem, 0)
         self.done -= n
         if self.bar is not None and n:
-            self.bar.update(-n)
+            self._draw(lambda: self.bar.update(-n))
 
     def finish(self, result: StemResult, planned_bytes: int) -> None:
         n = planned_bytes - self.partial.pop(result.stem, 0)
@@ -139,12 +151,13 @@ class _Progress:
             self.failed += 1
         if self.bar is not None:
             self._postfix()
-            self.bar.update(n)
+        if self.bar is not None:
+            self._draw(lambda: self.bar.update(n))
         self._emit(result)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            self._draw(self.bar.close)
 
 
 class _Batcher:

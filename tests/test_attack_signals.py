@@ -1,0 +1,68 @@
+"""Attacks on stopping, killing and limits, as a Slurm, cron or systemd user meets them.
+
+Cases the first tests of issue 13 did not write: a stderr that breaks under the progress bar,
+a full disk as stdout/stderr, SIGHUP under ``nohup``, a script's own SIGTERM handler, signals in
+quick succession, ``timeout -s KILL`` and the next run, values that pass a type check but cannot
+work. Real processes, real signals, real files; each measured time to exit is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from safety_helpers import (
+    assert_nothing_lost,
+    assert_processes_gone,
+    descendants,
+    snapshot,
+    stop_process_tree,
+    subprocess_env,
+    temp_files,
+    text_bytes,
+    wait_until,
+    write,
+    zipkit_cmd,
+)
+from signal_helpers import default_signals
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=cwd, timeout=170,
+                          env=subprocess_env(PY=sys.executable), preexec_fn=default_signals)
+
+
+def _small_stems(folder: Path, n: int) -> dict:
+    for i in range(n):
+        write(folder / f"s{i:04}.dat", f"stem {i}\n".encode() * 20)
+    return snapshot(folder)
+
+
+def _all_archived(src: Path, out: Path) -> None:
+    want = sorted(p.with_suffix(".zip").name for p in src.glob("*.dat"))
+    assert sorted(p.name for p in out.glob("*.zip")) == want
+    assert not temp_files(out) and not list(out.glob(".zipkit-*"))
+
+
+# --- the progress bar on a stderr that breaks ----------------------------------------------------
+
+@pytest.mark.parametrize("redirect", ["2>&1 >/dev/null | head -c1 >/dev/null", "2>/dev/full >/dev/null",
+                                      ">/dev/full 2>&1"])
+def test_a_progress_bar_on_a_broken_or_full_stderr_does_not_stop_the_run(tmp_path: Path, redirect: str) -> None:
+    """``zipkit … 2>&1 | head -c1`` and a stderr on a full disk: the bar's writes fail (EPIPE,
+    ENOSPC). That once escaped from tqdm, ended the run after a few archives with exit 1 and
+    left its temp folder (the bar's close failed before the clean-up)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    snap = _small_stems(src, 1500)
+    r = _bash(f'"$PY" -m zipkit src --ext dat -o out {redirect}; echo "status=${{PIPESTATUS[0]}}"', tmp_path)
+    assert r.stdout.strip().splitlines()[-1] == "status=0", (r.stdout[-500:], r.stderr[-2000:])
+    _all_archived(src, out)
+    assert_nothing_lost(snap, out)

@@ -66,3 +66,27 @@ def test_a_progress_bar_on_a_broken_or_full_stderr_does_not_stop_the_run(tmp_pat
     assert r.stdout.strip().splitlines()[-1] == "status=0", (r.stdout[-500:], r.stderr[-2000:])
     _all_archived(src, out)
     assert_nothing_lost(snap, out)
+
+
+# --- values that pass a type check but cannot work -------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--timeout", "1e-300"], ["--timeout", "0.0000001"], ["-j", "1", "--timeout", "1e-7"]])
+def test_a_timeout_too_short_for_any_stem_is_refused_before_any_work(tmp_path: Path, args: list[str]) -> None:
+    """1e-300 s once passed, made the output folder and timed out every stem (exit 1)."""
+    _small_stems(tmp_path / "src", 3)
+    r = subprocess.run(zipkit_cmd(tmp_path / "src", "--ext", "dat", "-o", tmp_path / "out", *args),
+                       capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "argument --timeout: must be a finite number of seconds >= 0.001" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_config_timeout_too_short_is_refused_with_its_key(tmp_path: Path) -> None:
+    _small_stems(tmp_path / "src", 3)
+    cfg = tmp_path / "job.yml"
+    cfg.write_text("analysis: {input_directory: src, filename: {extension: [dat]}}\n"
+                   "file_management: {output_directory: out}\n"
+                   "parallel_processing: {timeout_per_file: 1.0e-300}\n")
+    r = subprocess.run(zipkit_cmd(cfg), capture_output=True, text=True, timeout=60, env=subprocess_env())
+    assert r.returncode == 2 and "parallel_processing.timeout_per_file" in r.stderr, r.stderr
+    assert ">= 0.001" in r.stderr and not (tmp_path / "out").exists()

@@ -8,12 +8,8 @@ work. Real processes, real signals, real files; each measured time to exit is pr
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -90,3 +86,49 @@ def test_a_config_timeout_too_short_is_refused_with_its_key(tmp_path: Path) -> N
     r = subprocess.run(zipkit_cmd(cfg), capture_output=True, text=True, timeout=60, env=subprocess_env())
     assert r.returncode == 2 and "parallel_processing.timeout_per_file" in r.stderr, r.stderr
     assert ">= 0.001" in r.stderr and not (tmp_path / "out").exists()
+
+
+# --- SIGKILL of the parent, and a run started at once into the same folder ---------------------
+
+def _stems(src: Path, n: int, size: int) -> dict:
+    for i in range(n):
+        write(src / f"c{i:02}.dat", text_bytes(size, i))
+    return snapshot(src)
+
+
+def _spawn(cmd: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env(**env), start_new_session=True, preexec_fn=default_signals)
+
+
+def _mid_run(proc: subprocess.Popen, out: Path) -> None:
+    wait_until(lambda: list(out.glob("*.zip")) and temp_files(out) or proc.poll() is not None, 90,
+               "an archive written and another in progress")
+    assert proc.poll() is None, f"the run ended before the fault: {proc.communicate()}"
+
+
+@pytest.mark.parametrize("death_signal", [True, False], ids=["pdeathsig", "parent-watch"])
+def test_a_run_started_right_after_a_sigkill_removes_the_killed_runs_temp_folders(
+        tmp_path: Path, death_signal: bool) -> None:
+    """``kill -9`` then an immediate re-run (a requeued Slurm job, a retry loop), without waiting
+    for the dying workers: forked workers held the killed run's live mark (a flock is shared by
+    every copy of the descriptor), so the re-run found that run "live" and left its temp folders."""
+    import zipkit
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    snap = _stems(src, 8, 3 << 20)
+    env = {} if death_signal else {"ZIPKIT_TEST_NO_PDEATHSIG": "1"}
+    proc = _spawn(zipkit_cmd(src, "--ext", "dat", "-o", out, "-j", "2", "-c", "bzip2", "--delete-sources",
+                             "--no-progress"), **env)
+    try:
+        _mid_run(proc, out)
+        workers = descendants(proc.pid)
+        proc.kill()
+        proc.wait(10)
+        rep = zipkit.zip_by_extension(src, "dat", out, workers=2, compression="bzip2", delete_sources=True,
+                                      progress=False)
+    finally:
+        stop_process_tree(proc)
+    assert rep.success, rep.summary_line()
+    assert_processes_gone(workers, timeout=5)
+    assert_nothing_lost(snap, out)  # also: no temp file left after the next run

@@ -60,6 +60,24 @@ _closed: set[str] = set()  # runs of this process that are closed
 _local = threading.local()  # the run id whose task this thread is running (see supervised)
 _busy: dict[str, int] = {}  # run id → its tasks in this process deleting sources right now
 _idle = threading.Condition(_lock)
+_live_marks: set[int] = set()  # descriptors of this process's held live marks
+
+
+def _drop_inherited_marks() -> None:
+    """In a forked child (a pool worker): close the run's live marks it inherited.
+
+    A flock belongs to the open file, shared by every process that has it open: a worker that
+    kept its copy would keep a killed run "live" while it is dying, and a run started right
+    after the kill would leave that run's temp folders behind.
+    """
+    for fd in _live_marks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _live_marks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_marks)
 
 
 def _owns(run_id: str) -> bool:
@@ -329,6 +347,7 @@ class RunTemps:
                 same = False
             if same:
                 self.fd = fd
+                _live_marks.add(fd)
                 break
             os.close(fd)
         remove_stale(self.output, self.run_id)
@@ -339,6 +358,7 @@ class RunTemps:
             _closed.add(self.run_id)
             _owned.pop(self.run_id, None)
             fd, self.fd = self.fd, None
+            _live_marks.discard(fd)  # type: ignore[arg-type]
             _idle.wait_for(lambda: not _busy.get(self.run_id), timeout=CLOSE_WAIT)
             _busy.pop(self.run_id, None)
             if fd is not None:

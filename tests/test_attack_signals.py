@@ -52,7 +52,8 @@ def _all_archived(src: Path, out: Path) -> None:
 
 @pytest.mark.parametrize("redirect", ["2>&1 >/dev/null | head -c1 >/dev/null", "2>/dev/full >/dev/null",
                                       ">/dev/full 2>&1"])
-def test_a_progress_bar_on_a_broken_or_full_stderr_does_not_stop_the_run(tmp_path: Path, redirect: str) -> None:
+def test_a_progress_bar_on_a_broken_or_full_stderr_does_not_stop_the_run(tmp_path: Path,
+                                                                          redirect: str) -> None:
     """``zipkit … 2>&1 | head -c1`` and a stderr on a full disk: the bar's writes fail (EPIPE,
     ENOSPC). That once escaped from tqdm, ended the run after a few archives with exit 1 and
     left its temp folder (the bar's close failed before the clean-up)."""
@@ -66,7 +67,8 @@ def test_a_progress_bar_on_a_broken_or_full_stderr_does_not_stop_the_run(tmp_pat
 
 # --- values that pass a type check but cannot work -------------------------------------------------
 
-@pytest.mark.parametrize("args", [["--timeout", "1e-300"], ["--timeout", "0.0000001"], ["-j", "1", "--timeout", "1e-7"]])
+@pytest.mark.parametrize("args", [["--timeout", "1e-300"], ["--timeout", "0.0000001"],
+                                  ["-j", "1", "--timeout", "1e-7"]])
 def test_a_timeout_too_short_for_any_stem_is_refused_before_any_work(tmp_path: Path, args: list[str]) -> None:
     """1e-300 s once passed, made the output folder and timed out every stem (exit 1)."""
     _small_stems(tmp_path / "src", 3)

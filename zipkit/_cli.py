@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fixed timestamps (SOURCE_DATE_EPOCH) and permissions")
     a.add_argument("--durable", action="store_true", help="fsync every archive")
     a.add_argument("--timeout", type=opt.SECONDS.argparse_type(), metavar="SECONDS",
-                   help=f"per-stem time limit in seconds (at least {opt.MIN_TIMEOUT}, at most {opt.MAX_TIMEOUT} = 1 week)")
+                   help=f"per-stem time limit in seconds (at least {opt.MIN_TIMEOUT}, at most "
+                   f"{opt.MAX_TIMEOUT} = 1 week)")
     r = p.add_argument_group("run")
     r.add_argument("-j", "--workers", type=opt.WORKERS.argparse_type(), default=None,
                    help=f"'auto' (default) or a number from 1 to {opt.MAX_WORKERS}")

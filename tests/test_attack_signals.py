@@ -8,8 +8,11 @@ work. Real processes, real signals, real files; each measured time to exit is pr
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,52 @@ def test_a_run_started_right_after_a_sigkill_removes_the_killed_runs_temp_folder
     assert rep.success, rep.summary_line()
     assert_processes_gone(workers, timeout=5)
     assert_nothing_lost(snap, out)  # also: no temp file left after the next run
+
+
+# --- a stop signal while the CLI prints into a reader that stalled ---------------------------------
+
+def _blocked_writing(pid: int) -> bool:
+    try:
+        return "pipe_write" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
+def test_sigterm_while_the_report_is_printed_into_a_stalled_pipe_exits_143(tmp_path: Path) -> None:
+    """The run is over and the CLI is writing its per-stem lines into a pipe nobody reads (a
+    pager left open, a stuck log shipper). SIGTERM once left the process blocked there for good:
+    the run's clean-up had set the shared handler to record signals, and nothing set it back."""
+    import threading
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    for i in range(3000):  # every stem fails (a non-zip STEM.zip): one stderr line each, after the run
+        write(src / f"s{i:04}.dat", b"x")
+        (out / f"s{i:04}.zip").write_text("not a zip")
+    proc = subprocess.Popen(zipkit_cmd(src, "--ext", "dat", "-o", out, "-j", "2", "--no-progress"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+                            start_new_session=True, preexec_fn=default_signals)
+    reading = threading.Event()
+    reading.set()
+
+    def drain() -> None:  # read stderr while the run runs (its warnings), then stall
+        while reading.is_set() and os.read(proc.stderr.fileno(), 1 << 16):
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        wait_until(lambda: list(out.glob(".zipkit-*.lock.tmp")) or proc.poll() is not None, 60, "the run")
+        wait_until(lambda: not list(out.glob(".zipkit-*.lock.tmp")), 120, "the run's end (live mark gone)")
+        reading.clear()
+        wait_until(lambda: _blocked_writing(proc.pid) or proc.poll() is not None, 60, "a blocked write")
+        assert proc.poll() is None, "the CLI ended before its stderr stalled: nothing tested"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        seconds = time.monotonic() - t0
+    finally:
+        stop_process_tree(proc)
+    print(f"\nTIME SIGTERM into a stalled report: exit after {seconds:.2f} s")
+    assert proc.returncode == 143 and seconds < 5, (proc.returncode, seconds)
+    assert not list(out.glob(".zipkit-*"))

@@ -252,6 +252,8 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
         try:
             return _run_cli(argv)
         except Stopped as e:  # while the report was printed: the run itself is complete
+            for stream in (sys.stdout, sys.stderr):  # unprinted text would block the exit on a
+                _stream_gone(stream)                 # stalled reader: it goes to /dev/null
             return None, exit_code(e.signum)
 
 

@@ -96,6 +96,7 @@ def stop_on_signals() -> Iterator[_Handler]:
     current = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     outer = next((h for h in current.values() if isinstance(h, _Handler)), None)
     handler = outer or _Handler()
+    deferred = handler.deferred
     replaced = {}
     for sig, old in current.items():
         if _ours_to_take(old) and old is not handler:
@@ -106,6 +107,9 @@ def stop_on_signals() -> Iterator[_Handler]:
     finally:
         for sig, old in replaced.items():
             signal.signal(sig, old)
+        # an inner block's clean-up is over: the outer one (the CLI printing the report) stops
+        # on the next signal again, instead of writing on into a reader that stalled
+        handler.deferred = deferred
 
 
 _background: list[tuple[threading.Event, threading.Thread]] = []

@@ -8,6 +8,7 @@ work. Real processes, real signals, real files; each measured time to exit is pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -186,3 +187,105 @@ def test_sigterm_while_the_report_is_printed_into_a_stalled_pipe_exits_143(tmp_p
     print(f"\nTIME SIGTERM into a stalled report: exit after {seconds:.2f} s")
     assert proc.returncode == 143 and seconds < 5, (proc.returncode, seconds)
     assert not list(out.glob(".zipkit-*"))
+
+
+# --- attacks that held: kept so that they keep holding --------------------------------------------
+
+def _pooled_cli(src: Path, out: Path) -> list[str]:
+    return zipkit_cmd(src, "--ext", "dat", "-o", out, "-j", "2", "-c", "bzip2", "--delete-sources",
+                      "--no-progress")
+
+
+def _sighup_ignored() -> None:
+    default_signals()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def test_under_nohup_a_sighup_to_the_group_does_not_stop_the_run(tmp_path: Path) -> None:
+    """``nohup zipkit … &`` and the terminal closes: SIGHUP is ignored by the user's choice, for
+    the run and for its workers (a worker that took SIGHUP back would die and be retried)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    snap = _stems(src, 6, 3 << 20)
+    proc = subprocess.Popen(_pooled_cli(src, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env(), start_new_session=True, preexec_fn=_sighup_ignored)
+    try:
+        _mid_run(proc, out)
+        os.killpg(proc.pid, signal.SIGHUP)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        stop_process_tree(proc)
+    assert proc.returncode == 0, stderr
+    assert "restarting the pool" not in stderr and "Traceback" not in stderr, stderr
+    assert sorted(p.name for p in out.glob("*.zip")) == [f"c{i:02}.zip" for i in range(6)]
+    assert_nothing_lost(snap, out)
+
+
+@pytest.mark.parametrize("fault", ["sigterm-then-sigint", "workers-sigstopped"])
+def test_stops_that_race_the_clean_up_exit_143_at_once(tmp_path: Path, fault: str) -> None:
+    """SIGTERM then SIGINT 50 ms later (a scheduler, then an impatient user); or SIGTERM while
+    every worker is SIGSTOPped (a debugger, ``kill -STOP``): 143, under 5 s, nobody left."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    snap = _stems(src, 6, 3 << 20)
+    proc = _spawn(_pooled_cli(src, out))
+    try:
+        _mid_run(proc, out)
+        family = descendants(proc.pid)
+        if fault == "workers-sigstopped":
+            for p in family:
+                os.kill(p.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        if fault == "sigterm-then-sigint":
+            time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        seconds = time.monotonic() - t0
+    finally:
+        stop_process_tree(proc)
+    print(f"\nTIME {fault}: exit after {seconds:.2f} s")
+    assert proc.returncode == 143 and seconds < 5, (proc.returncode, seconds, stderr[-2000:])
+    assert "Traceback" not in stderr
+    assert_processes_gone(family, timeout=5)
+    assert_nothing_lost(snap, out)
+
+
+def test_a_scripts_own_sigterm_handler_is_kept_and_called(tmp_path: Path) -> None:
+    """A library script that handles SIGTERM itself (here: exit 42): zipkit leaves the handler in
+    place; the handler's SystemExit still stops the workers and removes the temp files."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    snap = _stems(src, 6, 3 << 20)
+    script = tmp_path / "job.py"
+    script.write_text("import signal, sys, zipkit\n"
+                      "def handler(signum, frame):\n"
+                      "    raise SystemExit(42)\n"
+                      "signal.signal(signal.SIGTERM, handler)\n"
+                      f"zipkit.zip_by_extension({str(src)!r}, 'dat', {str(out)!r}, workers=2, "
+                      "compression='bzip2', delete_sources=True, progress=False)\n")
+    proc = _spawn([sys.executable, str(script)])
+    try:
+        _mid_run(proc, out)
+        family = descendants(proc.pid)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        seconds = time.monotonic() - t0
+    finally:
+        stop_process_tree(proc)
+    assert proc.returncode == 42 and seconds < 5, (proc.returncode, seconds, stderr[-2000:])
+    assert_processes_gone(family, timeout=5)
+    assert_nothing_lost(snap, out)
+
+
+def test_timeout_s_kill_then_the_next_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    """``timeout -s KILL 2 zipkit …`` kills the whole group mid-run; the next run into the same
+    folder removes what the killed one left and completes, nothing lost."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    snap = _stems(src, 8, 3 << 20)
+    r = subprocess.run(["timeout", "-s", "KILL", "2", *_pooled_cli(src, out)], capture_output=True, text=True,
+                       env=subprocess_env(), timeout=60, preexec_fn=default_signals)
+    assert r.returncode in (137, -9), "the run ended before timeout killed it: nothing tested"
+    r = subprocess.run(_pooled_cli(src, out), capture_output=True, text=True, env=subprocess_env(),
+                       timeout=120, preexec_fn=default_signals)
+    assert r.returncode == 0, r.stderr
+    assert_nothing_lost(snap, out)

@@ -21,7 +21,7 @@ from ._errors import NothingToDo, RunInterrupted, ZipkitError
 from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
 from ._signals import Stopped, exit_code, signal_name, stop_on_signals
 
-__all__ = ["build_parser", "main", "run_cli"]
+__all__ = ["build_parser", "exit_now", "main", "run_cli"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("zipkit")
@@ -243,12 +243,14 @@ def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 
 @_quiet_streams
-def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
+def run_cli(argv: Sequence[str] | None = None, *, exiting: bool = False) -> tuple[Any, int]:
     """Run the command line; return ``(report or plan or None, exit code)``.
 
     SIGINT, SIGTERM and SIGHUP stop it the same way, whenever they come: exit 130, 143, 129.
+    ``exiting``: the process ends with that code next (``zipkit``, ``python -m zipkit``), so once
+    stopped, a later signal (SIGTERM then Ctrl-C) exits at once with the same code.
     """
-    with stop_on_signals():
+    with stop_on_signals(exiting=exiting):
         try:
             return _run_cli(argv)
         except Stopped as e:  # while the report was printed: the run itself is complete
@@ -329,4 +331,19 @@ def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
-    return run_cli(argv)[1]
+    code = run_cli(argv, exiting=True)[1]
+    if code in (129, 130, 143):
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a stopped CLI process with ``code`` now, its output flushed: interpreter shutdown
+    (tens of ms) would leave a window where a second signal (SIGTERM, then Ctrl-C) kills it
+    with another status."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)

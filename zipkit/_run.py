@@ -239,6 +239,8 @@ class _OwnPool:
                 return self.pool.submit(_pool.run_marked, idx, None, None, self.run.run_id)
             return self.pool.submit(_pool.run_marked, idx, [s for s, _ in batch], self.run.options,
                                     self.run.run_id)
+        except BrokenExecutor:  # a worker died: not a failed start
+            raise
         except (OSError, EOFError, RuntimeError) as e:  # fork/spawn failed; a thread could not start
             self.close(kill=True)
             why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
@@ -269,7 +271,9 @@ class _OwnPool:
         for t in set(threading.enumerate()) - self.threads_before:
             if t.name == "QueueFeederThread" or type(t).__name__ == "_ExecutorManagerThread":
                 t.join(5)
-        stopped = (None, -signal.SIGTERM)  # alive, or terminated by the pool for another's death
+        # alive, or terminated by the pool for another's death (by SIGTERM, or exiting 143 if a
+        # worker handles SIGTERM)
+        stopped = (None, -signal.SIGTERM, 128 + signal.SIGTERM)
         self.died = {pid for pid, p in list(self.procs.items()) if p.exitcode not in stopped}
 
 
@@ -310,6 +314,8 @@ class _Run:
         self.notes: list[str] = []
         self.restarts = 0  # pools replaced because a worker died
         self.index = {s.stem: i for i, s in enumerate(plan.stems)}
+        self.ran_in_pool = False  # a task of an own pool returned
+        self.fell_back = False  # the remaining stems ran in this process: workers could not
         self.by_name = {s.stem: s for s in plan.stems}
         self.started_ns = time.time_ns() - 50_000_000  # minus a coarse filesystem clock tick
 
@@ -404,7 +410,7 @@ class _Run:
                         self._lost(batch, batcher, e, overdue=fut in overdue, blameless=bool(overdue))
                         continue
                     if current is not None:
-                        current.returned = True
+                        current.returned = self.ran_in_pool = True
                     batcher.learn(results)
                     self.record(results, max(a for _, a in batch))
                     del in_flight[fut]
@@ -415,7 +421,7 @@ class _Run:
                     current.close(kill=False)  # its workers are gone: marks and exit codes are final
                     for fut, batch in in_flight.items():
                         if fut.done() and not fut.cancelled() and fut.exception() is None:
-                            current.returned = True  # it returned before its pool broke
+                            current.returned = self.ran_in_pool = True  # returned before the break
                             self.record(fut.result(), max(a for _, a in batch))
                             continue
                         self._lost(batch, batcher, BrokenExecutor("pool broken"), overdue=fut in overdue,
@@ -465,7 +471,10 @@ class _Run:
                 f"has {threading.active_count()} threads, so workers cannot be forked and would re-run "
                 "the script")
         try:
-            return _OwnPool(self, ctx, marks)
+            started = _OwnPool(self, ctx, marks)
+            log.debug("a pool of %d worker(s) starts by %s (%d thread(s) in this process)",
+                      self.workers, ctx.get_start_method(), threading.active_count())
+            return started
         except (OSError, RuntimeError) as e:
             raise _CannotStart(f"worker processes could not be started ({type(e).__name__}: {e})") from e
 
@@ -476,6 +485,7 @@ class _Run:
         log.warning("zipkit: sequential fallback: %s; zipping the remaining %d stem(s) in this process "
                     "(%s to run in-process without this warning)", cause, len(batcher.queue), fix)
         self.notes.append(f"sequential fallback: {cause}")
+        self.fell_back = True
         self.inline(batcher)
 
     def _finish_inline(self, in_flight: dict, batcher: _Batcher) -> None:
@@ -585,7 +595,10 @@ class _Run:
                          f"{MAX_RESTARTS}) and the stems its workers were running were run again")
         if interrupted:
             notes.append(interrupted)
-        rep = Report(tuple(results), seconds, self.workers, executor_name, source=self.plan.source,
+        workers = self.workers
+        if self.fell_back and not self.ran_in_pool:  # no worker ran a stem: say what ran them
+            workers, executor_name = 1, "in-process"
+        rep = Report(tuple(results), seconds, workers, executor_name, source=self.plan.source,
                      output=self.plan.output, unmatched=self.plan.unmatched,
                      empty_stems=self.plan.empty_stems, contested=self.plan.contested,
                      ignored=self.plan.ignored, notes=tuple(notes))

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,17 +50,35 @@ def mp_context(forkable: bool = True):
     ``__main__`` guard work); else forkserver (spawn where there is none).
 
     Asked at every pool start: a thread started since the last pool (a Dask client, a deflate
-    thread pool, a library's helper) rules fork out. ``forkable=False`` also rules it out.
+    thread pool, a library's helper, a native thread) rules fork out. ``forkable=False`` also
+    rules it out.
     """
     import multiprocessing
 
-    if forkable and sys.platform.startswith("linux") and threading.active_count() == 1:
+    if forkable and sys.platform.startswith("linux") and threading.active_count() == 1 and _one_os_thread():
         return multiprocessing.get_context("fork")  # macOS system libraries are not fork-safe
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["zipkit._pool"])  # workers start with zipkit imported
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def _one_os_thread(wait: float = 0.25) -> bool:
+    """Whether the kernel sees one thread in this process (what Python 3.12's fork warning
+    counts): a native thread (a BLAS pool) rules fork out, and so does a thread that Python
+    has joined but that is still exiting, unless it is gone within ``wait`` seconds."""
+    end = time.monotonic() + wait
+    while True:
+        try:
+            n = len(os.listdir("/proc/self/task"))
+        except OSError:
+            return True  # cannot tell: threading's count stands
+        if n <= 1:
+            return True
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
 
 
 # -- can workers start? ---------------------------------------------------------------------

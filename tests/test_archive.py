@@ -212,7 +212,7 @@ def test_lzma_level_is_honoured_and_bzip2_level_0_refused(tmp_path):
         assert members(tmp_path / f"l{level}" / "a.zip") == {"a.csv": CSV}
         sizes[level] = rep.ok[0].bytes_out
     assert sizes[9] < sizes[0]
-    with pytest.raises(zipkit.UsageError, match="level for bzip2 must be an integer 1..9"):
+    with pytest.raises(zipkit.UsageError, match="level for bzip2 must be an integer from 1 to 9, not 0"):
         plan(src, "csv", compression="bzip2", level=0)
 
 

@@ -195,7 +195,7 @@ def assert_refused(proc: subprocess.CompletedProcess[str], project: Path, *words
 
 @pytest.mark.parametrize(("old", "new", "words"), [
     ("max_workers: 2", "max_workers: many",
-     ["key 'parallel_processing.max_workers'", "expected 'auto' or a positive integer", "'many'"]),
+     ["key 'parallel_processing.max_workers'", "must be 'auto' or an integer from 1 to 4096", "'many'"]),
     ("max_workers: 2", "max_worker: 2",
      ["key 'parallel_processing.max_worker'", "did you mean 'parallel_processing.max_workers'"]),
     ("  output_directory: ../output/zip/03c_100yr",

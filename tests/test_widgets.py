@@ -217,8 +217,12 @@ def test_levels_follow_the_compression(demo):
     form.compression.value = "bzip2"
     assert [v for _, v in form.level.options] == [-1, *range(1, 10)]
     assert form.level.value == 9
+    form.compression.value = "lzma"  # the form offers what the library takes: one table
+    assert [v for _, v in form.level.options] == [-1, *range(10)]
+    assert form.level.value == 9
     form.compression.value = "stored"
-    assert form.level.options == (("default", -1),)
+    assert form.level.options == (("default", -1), ("0", 0))
+    assert form.level.value == -1  # 9 is not a stored level: back to the default
     assert form.plan_kwargs()["level"] is None and form.plan_kwargs()["compression"] == "stored"
     report = run(form)
     assert report.success
@@ -233,9 +237,10 @@ def test_workers_slider_is_one_to_cpus_and_all_cpus_means_auto(demo):
     assert form.run_kwargs() == {"workers": "auto", "save_error_reports": True}
     form.workers.value = 1
     assert form.run_kwargs()["workers"] == 1
-    assert marker_form(demo, workers=10_000).workers.value == cpus
-    with pytest.raises(UsageError, match="workers"):
-        marker_form(demo, workers=0)
+    assert marker_form(demo, workers=4096).workers.value == cpus
+    for bad in (0, 4097, 10**9, True, 2.5, "many"):
+        with pytest.raises(UsageError, match=r"workers must be 'auto' or an integer from 1 to 4096"):
+            marker_form(demo, workers=bad)
 
 
 @pytest.mark.skipif(available_cpus() < 2, reason="a pool of two needs two CPUs")
@@ -393,6 +398,18 @@ def test_save_yaml_runs_unchanged_in_batch_and_loads_back(demo):
         f"FST2L_FST1L_HWL_{d}deg.zip" for d in ("000", "045", "090", "345")]
 
 
+@pytest.mark.parametrize(("compression", "level"), [("lzma", 9), ("lzma", 0), ("bzip2", 1), ("deflate", 0),
+                                                 ("stored", 0)])
+def test_a_saved_level_survives_save_and_load(demo, compression, level):
+    form = marker_form(demo, compression=compression, level=level)
+    assert form.plan_kwargs()["level"] == level
+    cfg = form.save_yaml(demo / "jobs" / "level.yml")
+    again = ZipForm(root=demo, config=cfg)
+    assert not again.message.startswith("error"), again.message
+    assert (again.compression.value, again.level.value) == (compression, level)
+    assert again.plan_kwargs() == form.plan_kwargs()
+
+
 def test_load_an_old_tool_config(demo):
     cfg = demo / "zip_config.yml"
     cfg.write_text(
@@ -448,22 +465,28 @@ def test_bad_choices_are_usage_errors(tmp_path):
     for kw, what in ((dict(match="substring"), "match must be one of prefix, contains"),
                      (dict(compression="zstd"), "compression must be one of"),
                      (dict(overwrite="sometimes"), "overwrite must be one of always, never, update"),
-                     (dict(compression="bzip2", level=0), "level 0 is not offered for bzip2: levels 1..9"),
-                     (dict(compression="lzma", level=9), "lzma: no level")):
+                     (dict(compression="bzip2", level=0), "level for bzip2 must be an integer from 1 to 9"),
+                     (dict(compression="stored", level=9), "level for stored must be only 0, not 9")):
         with pytest.raises(UsageError, match=what):
             ZipForm(source=tmp_path, **kw)
 
 
-def test_apply_sets_controls_and_says_what_it_cannot_honour(demo):
+def test_apply_sets_controls_and_keeps_every_valid_level(demo):
     form = ZipForm(root=demo)
     notes = form.apply({"source": "output/csv", "extensions": ["csv"], "compression": "lzma", "level": 9,
                         "durable": True, "deflate_backend": "auto"}, {"workers": 1, "progress": True})
-    assert notes == ["level 9 ignored: lzma takes no level (only the default)"]
+    assert notes == []
     kw = form.plan_kwargs()
-    assert (kw["compression"], kw["level"], kw["durable"]) == ("lzma", None, True)
+    assert (kw["compression"], kw["level"], kw["durable"]) == ("lzma", 9, True)  # lzma 9 is kept
     assert "deflate_backend" not in kw  # the default is not carried as an extra
     for bad, what in (({"colour": "blue"}, {}), "unknown setting(s): colour"), \
                      (({}, {"workers": 0}), "workers must be"), \
+                     (({}, {"workers": 5000}), "workers must be 'auto' or an integer from 1 to 4096"), \
+                     (({"compression": "bzip2", "level": 0}, {}), "level for bzip2 must be"), \
+                     (({"timeout": float("nan")}, {}), "timeout must be a finite number of seconds"), \
+                     (({"min_size_kb": -1}, {}), "min_size_kb must be a finite number of KiB >= 0"), \
+                     (({"min_size_kb": 5, "max_size_kb": 1}, {}), "min_size_kb must be at most"), \
+                     (({"regex": "("}, {}), "'(' is not a valid regular expression"), \
                      (({"overwrite": "sometimes"}, {}), "overwrite must be"):
         with pytest.raises(UsageError, match=re.escape(what)):
             form.apply({"source": "other", "extensions": ["dat"], **bad[0]}, bad[1])

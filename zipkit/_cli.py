@@ -1,23 +1,28 @@
 """Command line: argument parsing and exit codes only; the work is the library's.
 
-Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 interrupted.
+Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 interrupted. Output
+piped into ``head`` or a closed stdout/stderr never changes them (see :func:`_say`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
+from . import _options as opt
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
 from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
 
 __all__ = ["build_parser", "main", "run_cli"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+log = logging.getLogger("zipkit")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,16 +30,74 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"zipkit: error: {message} (see zipkit --help)\n")
 
 
-def _workers(text: str) -> int | str:
-    if text == "auto":
-        return text
+# --------------------------------------------------------------------------- output streams
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _to_devnull(fd: int) -> None:
+    """Point ``fd`` at /dev/null (kept open: nothing else may take its number)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
+
+
+def _open_standard_streams() -> None:
+    """A closed stdin, stdout or stderr (``<&-``, ``>&-``, ``2>&-``) becomes /dev/null.
+
+    Otherwise the first file the run opens takes its number (an archive would receive what is
+    printed), and the progress bar writes to ``sys.stderr`` = None.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            _to_devnull(fd)
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "w", closefd=False, encoding="utf-8", errors="replace"))
+
+
+def _stream_gone(stream: Any) -> None:
+    """A reader went away (``| head``): later writes and the final flush go to /dev/null."""
     try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, not {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, not {text!r}")
-    return n
+        _to_devnull(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (IPython's streams)
+        pass
+
+
+def _say(text: object, *, err: bool = False) -> None:
+    """Print ``text`` to stdout (or stderr); a closed or broken stream is not an error.
+
+    As with ``zip`` or ``ls | head``, what is printed is a courtesy: the archives are written
+    and the exit code says how the run went, whether or not anybody reads the output.
+    """
+    stream = sys.stderr if err else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+        _stream_gone(stream)
+    except OSError as e:  # EIO on a hung-up terminal, ENOSPC on a full disk …
+        log.debug("zipkit: cannot write to %s: %s", "stderr" if err else "stdout", e)
+        _stream_gone(stream)
+
+
+def _quiet_streams(fn: _F) -> _F:
+    """Run ``fn`` with the standard streams open, and flush them before returning, quietly."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _open_standard_streams()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()  # here, not at exit: Python would say "Exception ignored" and exit 120
+                except (OSError, ValueError, AttributeError):
+                    _stream_gone(stream)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -50,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zip files by stem, in parallel, with honest progress. "
         "Either zip a folder directly (zipkit SOURCE --ext csv -o OUT) or run an old "
         "zip_utilities YAML config (zipkit CONFIG.yml [OVERRIDE]).",
-        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 interrupted.",
+        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 interrupted. "
+        "A closed or broken stdout or stderr (zipkit ... | head) changes neither the run nor its exit code.",
     )
     p.add_argument("source", help="folder of files to zip, or a YAML config file")
     p.add_argument("override", nargs="?", help="with a config: a Python literal dict deep-merged into it")
@@ -66,13 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pattern", help="marker filter: glob *PATTERN*")
     g.add_argument("--contains", action="append", metavar="TEXT", help="marker filter: stem contains (all)")
     g.add_argument("--not-contains", action="append", metavar="TEXT", help="marker filter: stem lacks (all)")
-    g.add_argument("--regex", help="marker filter: re.search on the stem")
-    g.add_argument("--min-size-kb", type=float, help="marker filter: at least this size")
-    g.add_argument("--max-size-kb", type=float, help="marker filter: at most this size")
+    g.add_argument("--regex", type=opt.REGEX.argparse_type(), help="marker filter: re.search on the stem")
+    g.add_argument("--min-size-kb", type=opt.KIB.argparse_type(), metavar="KIB",
+                   help="marker filter: at least this size in KiB (>= 0)")
+    g.add_argument("--max-size-kb", type=opt.KIB.argparse_type(), metavar="KIB",
+                   help="marker filter: at most this size in KiB (>= --min-size-kb)")
     a = p.add_argument_group("archives")
     a.add_argument("-c", "--compression", choices=COMPRESSIONS, default="deflate",
                    help="compression method (default deflate)")
-    a.add_argument("-l", "--level", type=int, help="compression level 0-9 (deflate default 6)")
+    a.add_argument("-l", "--level", type=opt.LEVEL.argparse_type(),
+                   help="compression level: deflate and lzma 0-9 (deflate default 6), bzip2 1-9, stored 0")
     a.add_argument("--overwrite", choices=OVERWRITE_POLICIES, default="always",
                    help="existing archives: always rebuild, never touch, or update when out of date")
     a.add_argument("--verify", action="store_true", help="re-read each archive and check CRCs")
@@ -81,9 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--reproducible", action="store_true",
                    help="fixed timestamps (SOURCE_DATE_EPOCH) and permissions")
     a.add_argument("--durable", action="store_true", help="fsync every archive")
-    a.add_argument("--timeout", type=float, metavar="SECONDS", help="per-stem time limit")
+    a.add_argument("--timeout", type=opt.SECONDS.argparse_type(), metavar="SECONDS",
+                   help=f"per-stem time limit in seconds (> 0, at most {opt.MAX_TIMEOUT} = 1 week)")
     r = p.add_argument_group("run")
-    r.add_argument("-j", "--workers", type=_workers, default=None, help="'auto' (default) or a number")
+    r.add_argument("-j", "--workers", type=opt.WORKERS.argparse_type(), default=None,
+                   help=f"'auto' (default) or a number from 1 to {opt.MAX_WORKERS}")
     r.add_argument("--dask", metavar="ADDRESS", help="run on a Dask scheduler (tcp://host:8786)")
     r.add_argument("-n", "--dry-run", action="store_true", help="show the plan; write nothing")
     r.add_argument("--print-config", action="store_true",
@@ -139,11 +208,17 @@ def _refuse_direct_options(argv: Sequence[str] | None, parser: argparse.Argument
                          f"config or in the override")
 
 
-def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[dict, dict]:
+def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     if args.override is not None:
         parser.error(f"unexpected argument {args.override!r} (an override needs a YAML config)")
     if not args.ext:
         parser.error("give the extensions to archive with --ext (e.g. --ext csv)")
+    try:  # the checks that join two options, named as the command line names them
+        opt.kib_range(args.min_size_kb, args.max_size_kb, ("--min-size-kb", "--max-size-kb"))
+        opt.compression_level(args.level, args.compression, "--level")
+    except opt.BadValue as e:
+        parser.error(str(e))
     plan_kw: dict[str, Any] = dict(
         source=args.source, extensions=_split(args.ext), output=args.output,
         stems_from=args.stems_from, stem_extensions=_split(args.stem_ext), stems=_split(args.stems),
@@ -159,6 +234,7 @@ def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
     return plan_kw, run_kw
 
 
+@_quiet_streams
 def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
     """Run the command line; return ``(report or plan or None, exit code)``."""
     from ._plan import plan
@@ -178,7 +254,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
             _refuse_direct_options(argv, parser)
             cfg = load_config(args.source, args.override)
             if args.print_config:
-                print(cfg.describe())
+                _say(cfg.describe())
                 return cfg, EXIT_OK
             plan_kw, run_kw = cfg.plan_kwargs, cfg.run_kwargs
             if args.workers:  # the command line wins over the config for how to run
@@ -193,7 +269,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
             plan_kw, run_kw = _direct_call(args, parser)
         the_plan = plan(**plan_kw)
         if args.dry_run:
-            print(the_plan)
+            _say(the_plan)
             return the_plan, EXIT_OK
         if args.no_progress:
             run_kw["progress"] = False
@@ -204,21 +280,21 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
     except SystemExit as e:
         return None, int(e.code or 0)
     except RunInterrupted as e:
-        print(e.report, file=sys.stderr)
-        print("zipkit: interrupted; finished archives kept, no partial archive left", file=sys.stderr)
+        _say(e.report, err=True)
+        _say("zipkit: interrupted; finished archives kept, no partial archive left", err=True)
         return e.report, EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("zipkit: interrupted", file=sys.stderr)
+        _say("zipkit: interrupted", err=True)
         return None, EXIT_INTERRUPTED
     except NothingToDo as e:
-        print(f"zipkit: {e}", file=sys.stderr)
+        _say(f"zipkit: {e}", err=True)
         return None, EXIT_USAGE
     except ZipkitError as e:
-        print(f"zipkit: error: {e}", file=sys.stderr)
+        _say(f"zipkit: error: {e}", err=True)
         return None, EXIT_USAGE
-    print(report.summary_line() if args.quiet else report)
+    _say(report.summary_line() if args.quiet else report)
     for r in report.failed:
-        print(f"zipkit: {r.status.replace('_', ' ')}: {r.stem}: {r.message}", file=sys.stderr)
+        _say(f"zipkit: {r.status.replace('_', ' ')}: {r.stem}: {r.message}", err=True)
     return report, EXIT_OK if not report.failed else EXIT_FAILED
 
 

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from . import _options as opt
 from ._errors import ConfigError, UsageError
-from ._plan import COMPRESSIONS, LEVELS, MATCH_MODES, OVERWRITE_POLICIES
+from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
 
 __all__ = [
     "SCHEMA",
@@ -66,7 +67,7 @@ class Setting:
         return bool(self.feeds)
 
 
-#: Value types of the schema, as the docs name them.
+#: Value types of the schema, as the docs name them (the checked ones from zipkit._options).
 KINDS: dict[str, str] = {
     "path": "path",
     "extensions": "string or list of strings",
@@ -74,10 +75,10 @@ KINDS: dict[str, str] = {
     "regex": "regex string or list of them",
     "text": "string",
     "bool": "true/false",
-    "int": "integer",
-    "kb": "number (KiB, >= 0)",
-    "seconds": "number (seconds, > 0)",
-    "workers": "`auto` or integer >= 1",
+    "level": f"integer ({opt.LEVEL.expected.removeprefix('an integer ')}, per compression)",
+    "kb": f"number (KiB, >= 0, at most {opt.MAX_KIB})",
+    "seconds": f"number (seconds, > 0, at most {opt.MAX_TIMEOUT} = 1 week)",
+    "workers": f"`auto` or integer from 1 to {opt.MAX_WORKERS}",
     "choice": "one of",
     "report": "true/false or path",
     "any": "any value",
@@ -112,7 +113,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("file_management.filename.filters.min_size_kb", "kb", None,
             "Marker filter: keep markers of at least this size.", "min_size_kb"),
     Setting("file_management.filename.filters.max_size_kb", "kb", None,
-            "Marker filter: keep markers of at most this size.", "max_size_kb"),
+            "Marker filter: keep markers of at most this size (not less than `min_size_kb`).",
+            "max_size_kb"),
     Setting("file_management.output_directory", "path", None,
             "Folder for the archives, created when missing. Null or absent: `results/` beside "
             "the config file.", "output"),
@@ -154,8 +156,9 @@ SCHEMA: tuple[Setting, ...] = (
             "`default.config.overwrite.output`.", "overwrite", OVERWRITE_POLICIES),
     Setting("zipkit.compression", "choice", "deflate", "Compression method.", "compression",
             COMPRESSIONS),
-    Setting("zipkit.level", "int", None,
-            "Compression level 0–9 (deflate default 6); `stored` takes only 0.", "level"),
+    Setting("zipkit.level", "level", None,
+            "Compression level: deflate and lzma 0–9 (deflate default 6), bzip2 1–9; `stored` "
+            "takes only 0.", "level"),
     Setting("zipkit.deflate_backend", "choice", "auto",
             "Deflate implementation: `auto` (ISA-L when installed), `zlib` or `isal`; the output "
             "is standard deflate either way.", "deflate_backend", ("auto", "zlib", "isal")),
@@ -197,11 +200,18 @@ _SECTION_HELP = {
 
 
 # --------------------------------------------------------------------------- reading
-class _SafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that logs duplicate keys (the last one wins, as in the old tool)."""
+#: The largest config file read, in bytes (1 MiB): the old tool's configs are a few KB.
+MAX_CONFIG_BYTES = 1 << 20
+#: The most values a config may hold once its YAML aliases (``*name``) are expanded.
+MAX_YAML_VALUES = 100_000
 
 
-def _construct_mapping(loader: _SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+class _SafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader (libyaml's parser when installed) that logs duplicate keys (the last one
+    wins, as in the old tool)."""
+
+
+def _construct_mapping(loader: _SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
@@ -210,7 +220,8 @@ def _construct_mapping(loader: _SafeLoader, node: yaml.MappingNode, deep: bool =
                         key, key_node.start_mark.line + 1)
         if isinstance(key, str):
             seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    mapping: dict[Any, Any] = yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep=deep)
+    return mapping
 
 
 _SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -234,21 +245,70 @@ def _yaml_error(e: yaml.YAMLError) -> str:
     return f"not valid YAML: {_one_line(problem)}{where}"
 
 
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Refuse a node graph that aliases expand past :data:`MAX_YAML_VALUES`, or that holds itself.
+
+    Aliases share nodes, so nine aliases of nine aliases … are a few lines that expand to
+    billions of values (a "billion laughs"); sizes are summed per shared node, never expanded.
+    """
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()  # the nodes on the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        k = id(node)
+        value = node.value if isinstance(node, yaml.CollectionNode) else ()
+        kids = [n for pair in value for n in pair] if isinstance(node, yaml.MappingNode) else value
+        if children_done:
+            open_nodes.discard(k)
+            size[k] = 1 + sum(size[id(c)] for c in kids)
+            if size[k] > MAX_YAML_VALUES:
+                raise ConfigError(
+                    f"the YAML holds more than {MAX_YAML_VALUES} values once its aliases (*name) are "
+                    f"expanded (an alias bomb?); a zipkit config holds a few dozen", path=path)
+            continue
+        if k in size:
+            continue
+        if k in open_nodes:
+            raise ConfigError(f"a YAML alias (line {node.start_mark.line + 1}) refers to a node that "
+                              f"holds it: a config cannot contain itself", path=path)
+        open_nodes.add(k)
+        stack.append((node, True))
+        stack.extend((c, False) for c in kids if id(c) not in size)
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """The document in ``text``, built only after :func:`_check_expansion` passed."""
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # never more: a 50 MB file is refused at once
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path) from None
     except IsADirectoryError:
         raise ConfigError("is a folder, not a config file", path=path) from None
     except OSError as e:
         raise ConfigError(f"cannot read the config file: {e.strerror}", path=path) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the config file is larger than {MAX_CONFIG_BYTES} bytes (1 MiB), the most "
+                          f"zipkit reads; a config is a few KB: is this the right file?", path=path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text (byte {e.start})", path=path) from None
     try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+        data = _load_yaml(text, path)
     except yaml.YAMLError as e:
         raise ConfigError(_yaml_error(e), path=path) from None
     except RecursionError:
@@ -337,10 +397,24 @@ def _strings(v: Any, *, allow_empty: bool) -> list[str]:
     return list(items)
 
 
-def _number(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _Bad(f"expected a number, got {_type_name(v)}")
-    return v
+#: The kinds whose values zipkit._options checks, as the library and the CLI check them.
+_CONVERTERS: dict[str, opt.Kind[Any]] = {"kb": opt.KIB, "seconds": opt.SECONDS, "workers": opt.WORKERS,
+                                         "level": opt.LEVEL}
+
+
+def _converted(s: Setting, v: Any) -> Any:
+    try:
+        if s.kind in _CONVERTERS:
+            return _CONVERTERS[s.kind](v, s.key)
+        if s.kind == "extensions":
+            opt.EXTENSIONS(v, s.key)
+            return v
+        if s.kind == "regex":
+            return opt.REGEX(v, s.key)
+        return opt.choice(v, s.choices, s.key)
+    except opt.BadValue as e:
+        note = "; null means no limit" if s.kind == "seconds" else ""
+        raise _Bad(e.reason + note) from None
 
 
 def _check_value(s: Setting, v: Any) -> Any:
@@ -362,24 +436,11 @@ def _check_value(s: Setting, v: Any) -> Any:
             raise _Bad(f"expected a folder path, got {_type_name(v)}")
         return v
     if kind == "extensions":
-        exts = _strings(v, allow_empty=False)
-        for e in exts:
-            bare = e.strip().lstrip(".")
-            if not bare or any(c in bare for c in "/\\*\0"):
-                raise _Bad(f"invalid extension {e!r}")
-        return exts
+        return _converted(s, _strings(v, allow_empty=False))
     if kind == "strings":
         return _strings(v, allow_empty=True) or None
     if kind == "regex":
-        rxs = _strings(v, allow_empty=True)
-        for rx in rxs:
-            try:
-                re.compile(rx)
-            except re.error as e:
-                raise _Bad(f"{rx!r} is not a valid regular expression: {e}") from None
-        if not rxs:
-            return None
-        return rxs[0] if len(rxs) == 1 else "|".join(f"(?:{rx})" for rx in rxs)
+        return _converted(s, _strings(v, allow_empty=True))
     if kind == "text":
         if not isinstance(v, str):
             raise _Bad(f"expected text, got {_type_name(v)}")
@@ -388,30 +449,8 @@ def _check_value(s: Setting, v: Any) -> Any:
         if not isinstance(v, bool):
             raise _Bad(f"expected true or false, got {_type_name(v)}")
         return v
-    if kind == "int":
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise _Bad(f"expected an integer, got {_type_name(v)}")
-        return v
-    if kind == "kb":
-        if _number(v) < 0:
-            raise _Bad(f"expected a size in KiB >= 0, got {v}")
-        return v
-    if kind == "seconds":
-        if _number(v) <= 0:
-            raise _Bad(f"expected a number of seconds > 0 (or null for no limit), got {v}")
-        return v
-    if kind == "workers":
-        if v == "auto":
-            return v
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise _Bad(f"expected 'auto' or a positive integer, got {_type_name(v)}")
-        return v
-    if kind == "choice":
-        if v not in s.choices:
-            close = difflib.get_close_matches(str(v), s.choices, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise _Bad(f"expected one of {', '.join(s.choices)}, got {_type_name(v)}{hint}")
-        return v
+    if kind in _CONVERTERS or kind == "choice":
+        return _converted(s, v)
     if kind == "report":
         if isinstance(v, os.PathLike):
             v = os.fspath(v)
@@ -647,14 +686,15 @@ def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any]
                        "give either zipkit.stems or file_management.input_directory, not both")
     lo = settings["file_management.filename.filters.min_size_kb"]
     hi = settings["file_management.filename.filters.max_size_kb"]
-    if lo is not None and hi is not None and lo > hi:
-        raise fail("file_management.filename.filters.min_size_kb",
-                   f"{lo} is larger than max_size_kb {hi}: no marker could be selected")
     compression, level = settings["zipkit.compression"], settings["zipkit.level"]
-    if level is not None:
-        low, top = LEVELS[compression]
-        if not low <= level <= top:
-            raise fail("zipkit.level", f"level for {compression} must be {low}..{top}, got {level}")
+    try:
+        opt.kib_range(lo, hi)
+    except opt.BadValue as e:
+        raise fail("file_management.filename.filters.min_size_kb", str(e)) from None
+    try:
+        opt.compression_level(level, compression)
+    except opt.BadValue as e:
+        raise fail("zipkit.level", str(e)) from None
     for key in ("parallel_processing.save_error_reports", "zipkit.save_error_reports"):
         if isinstance(settings[key], str):
             settings[key] = _resolve_path(settings[key], base)
@@ -931,7 +971,9 @@ def schema_reference_markdown() -> str:
         "zip_utilities YAML schema unchanged, plus zipkit's own options under a `zipkit:` section. "
         "Relative paths resolve against the config file's folder. `OVERRIDE` is a Python literal dict "
         "(`\"{'analysis': {'input_directory': '../csv/03c'}}\"`), parsed with `ast.literal_eval` and "
-        "deep-merged into the config. YAML is read with a safe loader. Unknown keys, wrong types, "
+        "deep-merged into the config. YAML is read with a safe loader; a config file is at most "
+        f"{MAX_CONFIG_BYTES} bytes (1 MiB) and holds at most {MAX_YAML_VALUES:,} values once its aliases "
+        "(`*name`) are expanded. Unknown keys, wrong types, values out of range, "
         "missing folders, unsafe tags and a malformed override stop the run before any archive is "
         "written (exit code 2). `zipkit --print-config CONFIG.yml [OVERRIDE]` shows the resolved settings.",
         "",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .report import Report
+    from ._report import Report
 
 __all__ = [
     "ConfigError",

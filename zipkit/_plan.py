@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from . import _options as opt
 from ._errors import NothingToDo, SourceError, UnsafeStemError, UsageError
 from ._table import format_bytes, html_table, text_table
 
@@ -37,7 +38,6 @@ Compression = Literal["deflate", "stored", "bzip2", "lzma"]
 COMPRESSIONS = ("deflate", "stored", "bzip2", "lzma")
 OVERWRITE_POLICIES = ("always", "never", "update")
 MATCH_MODES = ("prefix", "contains")
-LEVELS = {"deflate": (0, 9), "bzip2": (1, 9), "lzma": (0, 9), "stored": (0, 0)}  # valid levels
 TEMP_PREFIX = ".zipkit-"
 TEMP_SUFFIX = ".tmp"
 
@@ -201,20 +201,10 @@ class Plan:
 
 def normalize_extensions(extensions: str | Iterable[str], what: str = "extensions") -> tuple[str, ...]:
     """``['CSV', '.out']`` → ``('csv', 'out')``; longest first so ``tar.gz`` beats ``gz``."""
-    if isinstance(extensions, str):
-        extensions = [extensions]
-    out: list[str] = []
-    for ext in extensions:
-        if not isinstance(ext, str):
-            raise UsageError(f"{what}: expected strings, got {ext!r}")
-        e = ext.strip().lstrip(".").lower()
-        if not e or "/" in e or "\\" in e or "\0" in e or "*" in e:
-            raise UsageError(f"{what}: invalid extension {ext!r}")
-        if e not in out:
-            out.append(e)
-    if not out:
+    out = opt.EXTENSIONS(extensions, what)
+    if out is None:
         raise UsageError(f"{what}: give at least one extension")
-    return tuple(sorted(out, key=len, reverse=True))
+    return out
 
 
 def _split_ext(name: str, extensions: Sequence[str]) -> str | None:
@@ -485,21 +475,17 @@ def plan(
     ...          stem_extensions=["yml"])  # doctest: +SKIP
     >>> print(p)  # doctest: +SKIP
     """
+    # Every value checked before any folder is looked at (zipkit._options: one converter per kind)
     exts = normalize_extensions(extensions)
-    if match not in MATCH_MODES:
-        raise UsageError(f"match must be one of {', '.join(MATCH_MODES)}, not {match!r}")
-    if overwrite not in OVERWRITE_POLICIES:
-        raise UsageError(f"overwrite must be one of {', '.join(OVERWRITE_POLICIES)}, not {overwrite!r}")
-    if compression not in COMPRESSIONS:
-        raise UsageError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
-    if deflate_backend not in ("auto", "zlib", "isal"):
-        raise UsageError(f"deflate_backend must be auto, zlib or isal, not {deflate_backend!r}")
-    if level is not None:
-        low, top = LEVELS[compression]
-        if not isinstance(level, int) or isinstance(level, bool) or not low <= level <= top:
-            raise UsageError(f"level for {compression} must be an integer {low}..{top}, not {level!r}")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    opt.choice(match, MATCH_MODES, "match")
+    opt.choice(overwrite, OVERWRITE_POLICIES, "overwrite")
+    opt.choice(compression, COMPRESSIONS, "compression")
+    opt.choice(deflate_backend, ("auto", "zlib", "isal"), "deflate_backend")
+    level = opt.compression_level(level, compression)
+    timeout = opt.SECONDS(timeout, "timeout")
+    min_size_kb, max_size_kb = opt.kib_range(min_size_kb, max_size_kb)
+    regex = opt.REGEX(regex, "regex")
+    sde = opt.source_date_epoch() if reproducible else None  # read only when it is used
     if stems is not None and stems_from is not None:
         raise UsageError("give either stems or stems_from, not both")
     src = _folder(source, "source folder")
@@ -507,14 +493,6 @@ def plan(
     if out.exists() and not out.is_dir():
         raise SourceError(f"output is not a folder: {out}", path=out)
 
-    sde = None
-    if reproducible:
-        raw = os.environ.get("SOURCE_DATE_EPOCH")
-        if raw:
-            try:
-                sde = int(raw)
-            except ValueError:
-                raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, not {raw!r}") from None
     options = ArchiveOptions(
         compression=compression, level=level, deflate_backend=deflate_backend,
         verify=verify or delete_sources, delete_sources=delete_sources,

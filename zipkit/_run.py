@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _pool
-from ._errors import RunInterrupted, SourceError, UsageError, WorkerLost
+from ._errors import RunInterrupted, SourceError, WorkerLost
+from ._options import WORKERS
 from ._plan import TEMP_PREFIX, TEMP_SUFFIX, Compression, MatchMode, Overwrite, Plan, StemPlan, plan
 from ._pool import mp_context as _mp_context
 from ._report import Report, StemResult
@@ -58,10 +60,9 @@ def available_cpus() -> int:
 
 
 def _resolve_workers(workers: int | str | None, n_stems: int) -> int:
+    workers = WORKERS(workers, "workers")
     if workers in (None, "auto"):
         return max(1, min(available_cpus(), n_stems))
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"workers must be 'auto' or a positive integer, not {workers!r}")
     return max(1, min(workers, n_stems))
 
 
@@ -83,7 +84,7 @@ class _Progress:
         self.partial: dict[str, int] = {}
         self.callback = progress if callable(progress) else None
         self.bar = None
-        if progress is True:
+        if progress is True and sys.stderr is not None:  # None: stderr closed (2>&-) or pythonw
             from tqdm.auto import tqdm
 
             class _Bar(tqdm):  # no monitor thread: a later pool could then still fork
@@ -652,6 +653,7 @@ def run_plan(
     >>> zipkit.run_plan(p, workers=4).failed     # doctest: +SKIP
     ()
     """
+    workers = WORKERS(workers, "workers") or "auto"  # refused before the output folder is made
     if isinstance(executor, str):  # "dask", "dask://local" or a scheduler address
         from ._dask import dask_executor
 
@@ -785,6 +787,7 @@ def zip_by_extension(
     >>> report.failed  # doctest: +SKIP
     ()
     """
+    WORKERS(workers, "workers")  # before the scan: a bad value is refused before any work
     p = plan(source, extensions, output, stems_from=stems_from, stem_extensions=stem_extensions,
              stems=stems, match=match, pattern=pattern, contains=contains, not_contains=not_contains,
              regex=regex, min_size_kb=min_size_kb, max_size_kb=max_size_kb, overwrite=overwrite,

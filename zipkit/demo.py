@@ -7,6 +7,7 @@ report.
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import sys
@@ -43,19 +44,36 @@ def make_demo(folder: str | Path, *, rows: int = 2000, seed: int = 7) -> Path:
     return root
 
 
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m zipkit.demo",
+        description="Write a small data set like simulation output (8 load cases: marker files in "
+        "FOLDER/models, 4 CSV time series per case in FOLDER/output/csv), zip it by case into "
+        "FOLDER/output/zip and print the report.")
+    p.add_argument("folder", nargs="?", default="zipkit-demo",
+                   help="where to write the demo (default: ./zipkit-demo)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """Make the demo in FOLDER (default ``./zipkit-demo``), zip it by case, print the report."""
     import logging
 
     from . import zip_by_extension
 
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="zipkit: %(message)s")
-    args = sys.argv[1:] if argv is None else argv
-    root = make_demo(args[0] if args else "zipkit-demo")
-    print(f"demo data in {root.resolve()}: {len(CASES)} cases x {len(MEMBERS)} CSV files")
-    report = zip_by_extension(root / "output" / "csv", ["csv"], root / "output" / "zip",
-                              stems_from=root / "models", stem_extensions=["yml"])
+    root = make_demo(args.folder).resolve()
+    csv, models, out = root / "output" / "csv", root / "models", root / "output" / "zip"
+    print(f"demo data in {root}: {len(CASES)} cases x {len(MEMBERS)} CSV files")
+    report = zip_by_extension(csv, ["csv"], out, stems_from=models, stem_extensions=["yml"])
     print(report)
+    print(f"\narchives written to {out}\n"
+          "try next:\n"
+          f"  zipkit {csv} --ext csv -o {out} --stems-from {models} --stem-ext yml --dry-run\n"
+          f"  unzip -l {out / (CASES[0] + '.zip')}\n"
+          "  in Jupyter (pip install 'zipkit[notebook]'): notebooks/01_quickstart.ipynb, and the "
+          "form in notebooks/02_form.ipynb")
     return 0 if report.success else 1
 
 

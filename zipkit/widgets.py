@@ -30,6 +30,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from . import _options as opt
 from ._errors import UsageError, ZipkitError
 from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, TEMP_PREFIX, Plan, plan
 from ._report import Report
@@ -41,12 +42,6 @@ __all__ = ["ZipForm", "scan_extensions"]
 log = logging.getLogger("zipkit")
 
 _DEFAULT_LEVEL = -1  # the level dropdown's "default" entry (the compressor's own default)
-_LEVELS = {  # levels the writer honours per compression; lzma and stored take none
-    "deflate": range(0, 10),
-    "bzip2": range(1, 10),
-    "lzma": range(0),
-    "stored": range(0),
-}
 _UI_INTERVAL = 0.1  # seconds between progress redraws (a callable may be called per MiB)
 _OWN, _MARKERS = "own", "markers"
 
@@ -170,12 +165,11 @@ class ZipForm:
         workers: int | str | None = None,
         config: str | os.PathLike[str] | None = None,
     ) -> None:
-        _check_choice(match, MATCH_MODES, "match")
-        _check_choice(compression, COMPRESSIONS, "compression")
-        _check_choice(overwrite, OVERWRITE_POLICIES, "overwrite")
-        if level is not None and level not in _LEVELS[compression]:
-            raise UsageError(f"level {level!r} is not offered for {compression}: "
-                             f"{_level_choices(compression)}")
+        opt.choice(match, MATCH_MODES, "match")
+        opt.choice(compression, COMPRESSIONS, "compression")
+        opt.choice(overwrite, OVERWRITE_POLICIES, "overwrite")
+        opt.compression_level(level, compression)
+        opt.WORKERS(workers, "workers")
         self.root: Path | None = Path(root).expanduser().resolve() if root is not None else None
         self.cpus = available_cpus()  # at call time, never at import
         self.plan: Plan | None = None
@@ -424,17 +418,13 @@ class ZipForm:
 
     def _set_levels(self, level: int | None = None) -> None:
         current = self.level.value if level is None else level
-        allowed = _LEVELS[self.compression.value]
+        allowed = _levels(self.compression.value)
         self.level.options = [("default", _DEFAULT_LEVEL)] + [(str(i), i) for i in allowed]
         self.level.value = current if current in allowed else _DEFAULT_LEVEL
 
     def _set_workers(self, workers: int | str) -> None:
-        if workers == "auto":
-            self.workers.value = self.workers.max
-        elif isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
-            self.workers.value = min(workers, self.workers.max)
-        else:
-            raise UsageError(f"workers must be 'auto' or a positive integer, not {workers!r}")
+        workers = opt.WORKERS(workers, "workers") or "auto"
+        self.workers.value = self.workers.max if workers == "auto" else min(int(workers), self.workers.max)
 
     # -- settings ----------------------------------------------------------------------------
     def plan_kwargs(self) -> dict[str, Any]:
@@ -676,13 +666,14 @@ class ZipForm:
         match = kw.pop("match", None) or "prefix"
         overwrite = kw.pop("overwrite", None) or "always"
         compression = kw.pop("compression", None) or "deflate"
-        _check_choice(match, MATCH_MODES, "match")
-        _check_choice(overwrite, OVERWRITE_POLICIES, "overwrite")
-        _check_choice(compression, COMPRESSIONS, "compression")
-        workers = run.pop("workers", None)
-        workers = "auto" if workers is None else workers
-        if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise UsageError(f"workers must be 'auto' or a positive integer, not {workers!r}")
+        opt.choice(match, MATCH_MODES, "match")
+        opt.choice(overwrite, OVERWRITE_POLICIES, "overwrite")
+        opt.choice(compression, COMPRESSIONS, "compression")
+        workers = opt.WORKERS(run.pop("workers", None), "workers") or "auto"
+        opt.compression_level(kw.get("level"), compression)
+        opt.SECONDS(kw.get("timeout"), "timeout")  # kept for the run: refused now, not at Zip
+        opt.kib_range(kw.get("min_size_kb"), kw.get("max_size_kb"))
+        opt.REGEX(kw.get("regex"), "regex")
         notes: list[str] = []
         self._drop_pending()
 
@@ -708,8 +699,6 @@ class ZipForm:
         self.compression.value = compression
         level = take("level")
         self._set_levels(_DEFAULT_LEVEL if level is None else level)
-        if level is not None and level not in _LEVELS[compression]:
-            notes.append(f"level {level} ignored: {compression} takes {_level_choices(compression)}")
         self.verify.value = bool(take("verify", False))
         self.reproducible.value = bool(take("reproducible", False))
         self.delete_sources.value = bool(take("delete_sources", False))
@@ -722,14 +711,10 @@ class ZipForm:
         return notes
 
 
-def _check_choice(value: object, choices: Sequence[str], what: str) -> None:
-    if value not in choices:
-        raise UsageError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
-
-
-def _level_choices(compression: str) -> str:
-    levels = _LEVELS[compression]
-    return f"levels {levels[0]}..{levels[-1]}" if levels else "no level (only the default)"
+def _levels(compression: str) -> range:
+    """The levels the level dropdown offers for ``compression``: zipkit._options.LEVELS."""
+    low, top = opt.LEVELS[compression]
+    return range(low, top + 1)
 
 
 def _as_list(value: str | os.PathLike[str] | Sequence[str] | None) -> list[str]:

@@ -203,7 +203,15 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
 
 
 class _CannotStart(Exception):
-    """Workers of this run cannot start; the message says why, for the fallback's warning."""
+    """Workers of this run cannot start; the message says why, for the fallback's warning.
+
+    ``guard``: the likely fix is an ``if __name__ == "__main__":`` guard. ``starved``: the
+    process could not make a process or thread (a limit), so the rest runs on one thread.
+    """
+
+    def __init__(self, cause: str, *, guard: bool = False, starved: bool = False):
+        super().__init__(cause)
+        self.guard, self.starved = guard, starved
 
 
 class _OwnPool:
@@ -245,7 +253,7 @@ class _OwnPool:
         except (OSError, EOFError, RuntimeError) as e:  # fork/spawn failed; a thread could not start
             self.close(kill=True)
             why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            raise _CannotStart(f"worker processes could not be started ({why})") from e
+            raise _CannotStart(f"worker processes could not be started ({why})", starved=True) from e
 
     def ran_any(self) -> bool:
         """Whether any worker of this pool got as far as starting a stem."""
@@ -359,7 +367,7 @@ class _Run:
             try:
                 current = self._start_pool(ctx, marks)
             except _CannotStart as e:
-                self._fall_back(str(e), batcher)
+                self._fall_back(e, batcher)
                 return
         timeout = self.options.timeout
         cap = self.workers if timeout else 2 * self.workers
@@ -390,7 +398,7 @@ class _Run:
                             self._lost(lost, batcher, e, overdue=False, blameless=True, state=current.state)
                         in_flight.clear()
                         current = None
-                        self._fall_back(str(e), batcher)
+                        self._fall_back(e, batcher)
                         return
                     in_flight[fut] = batch
                 done, _ = wait(list(in_flight), timeout=0.1, return_when=FIRST_COMPLETED)
@@ -431,11 +439,12 @@ class _Run:
                     started.clear()
                     cause = None
                     if not current.ran_any():
-                        cause = "the worker processes exited before they started any stem"
+                        cause = _CannotStart("the worker processes exited before they started any stem",
+                                             guard=True)
                     elif not overdue:
                         if self.restarts >= MAX_RESTARTS:
-                            cause = (f"worker processes died {self.restarts + 1} times (a run restarts "
-                                     f"its pool at most {MAX_RESTARTS} times)")
+                            cause = _CannotStart(f"worker processes died {self.restarts + 1} times (a run "
+                                                 f"restarts its pool at most {MAX_RESTARTS} times)")
                         else:
                             self.restarts += 1
                             log.warning("worker process died; restarting the pool (%d of at most %d "
@@ -444,10 +453,10 @@ class _Run:
                     current = None
                     try:
                         if cause is not None:
-                            raise _CannotStart(cause)
+                            raise cause
                         current = self._start_pool(None, marks)
                     except _CannotStart as e:
-                        self._fall_back(str(e), batcher)
+                        self._fall_back(e, batcher)
                         return
                 if timeout and current is not None:
                     self._watch_deadlines(in_flight, started, overdue, timeout, current.pool)
@@ -470,23 +479,26 @@ class _Run:
             raise _CannotStart(
                 "this script calls zipkit outside an `if __name__ == \"__main__\":` guard and the process "
                 f"has {threading.active_count()} threads, so workers cannot be forked and would re-run "
-                "the script")
+                "the script", guard=True)
         try:
             started = _OwnPool(self, ctx, marks)
             log.debug("a pool of %d worker(s) starts by %s (%d thread(s) in this process)",
                       self.workers, ctx.get_start_method(), threading.active_count())
             return started
         except (OSError, RuntimeError) as e:
-            raise _CannotStart(f"worker processes could not be started ({type(e).__name__}: {e})") from e
+            raise _CannotStart(f"worker processes could not be started ({type(e).__name__}: {e})",
+                               starved=True) from e
 
-    def _fall_back(self, cause: str, batcher: _Batcher) -> None:
+    def _fall_back(self, why: _CannotStart, batcher: _Batcher) -> None:
         """Workers cannot run this run's stems: say so once, then zip the rest here, one at a time."""
         fix = ('put the script\'s zipkit call under `if __name__ == "__main__":` or pass workers=1'
-               if "guard" in cause or "before they started" in cause else "pass workers=1")
+               if why.guard else "pass workers=1")
         log.warning("zipkit: sequential fallback: %s; zipping the remaining %d stem(s) in this process "
-                    "(%s to run in-process without this warning)", cause, len(batcher.queue), fix)
-        self.notes.append(f"sequential fallback: {cause}")
+                    "(%s to run in-process without this warning)", why, len(batcher.queue), fix)
+        self.notes.append(f"sequential fallback: {why}")
         self.fell_back = True
+        if why.starved:  # no thread to spare either: big members are deflated on this one
+            self.options = replace(self.options, threads=1)
         self.inline(batcher)
 
     def _finish_inline(self, in_flight: dict, batcher: _Batcher) -> None:

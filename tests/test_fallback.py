@@ -119,8 +119,9 @@ def test_workers_that_die_before_any_stem_are_detected(tmp_path: Path) -> None:
     done, _ = _run([sys.executable, str(script)])
     assert done.returncode == 0, done.stderr
     assert "30 ok of 30" in done.stdout
-    ours = [line for line in done.stderr.splitlines() if line.startswith("zipkit:")]
-    assert len(ours) == 1 and "exited before they started any stem" in ours[0], done.stderr
+    # the dying workers print their tracebacks while the run goes on: lines may interleave
+    assert done.stderr.count("zipkit:") == 1, done.stderr
+    assert "sequential fallback: the worker processes exited before they started any stem" in done.stderr
     assert "restarting the pool" not in done.stderr
     assert _archives(tmp_path / "out") == 30
 

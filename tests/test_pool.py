@@ -26,6 +26,8 @@ from zipkit._run import MAX_RESTARTS
 pytestmark = pytest.mark.timeout(120)
 
 SLOW = {"compression": "lzma", "level": 1}  # ~5 MB/s: a 2 MiB stem stays in flight for a while
+# a killed stem whose archive went into place between the look at the worker and the kill
+FINISHED_BEFORE_THE_KILL = "finished before its worker was stopped"
 
 
 def _stems(src: Path, n: int, size: int = 2 << 20) -> None:
@@ -77,7 +79,9 @@ def test_only_the_stems_a_dead_worker_was_running_are_charged(tmp_path: Path) ->
     assert [r.stem for r in rep.failed] == [], [(r.stem, r.message) for r in rep.failed]
     assert len(rep.ok) == 24
     charged = sorted(r.stem for r in rep.results if r.attempts > 1)
-    assert charged == sorted(kill.killed), (charged, kill.killed)
+    finished = FINISHED_BEFORE_THE_KILL
+    hit = sorted(s for s in kill.killed if rep[s].message != finished)
+    assert charged == hit, (charged, kill.killed)
     assert any("restarted 2 time(s)" in n for n in rep.notes), rep.notes
     assert_nothing_lost(snap, out)
     assert_processes_gone(pool_workers(), timeout=5)

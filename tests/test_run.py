@@ -180,7 +180,8 @@ def test_killed_worker_does_not_end_the_run(tmp_path):
     assert killed
     assert len(rep.results) == 32
     assert any("worker process died" in n for n in rep.notes)
-    assert rep[killed[0]].attempts == 2, [(r.stem, r.attempts) for r in rep.results]
+    hit = rep[killed[0]]  # run again, unless its archive went into place just before the kill
+    assert hit.attempts == 2 or hit.message == "finished before its worker was stopped", hit
     assert len(rep.ok) == 32
     contents(tmp_path / "out")  # every archive passes testzip
     assert not list((tmp_path / "out").glob(".zipkit-*"))

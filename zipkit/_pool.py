@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -203,8 +204,14 @@ def limit_workers(n: int) -> tuple[int, str | None]:
 
 def init_pool_worker(queue: Any, marks: Any, stems: Sequence[StemPlan] = (),
                      options: ArchiveOptions | None = None) -> None:
-    """Pool initializer: :func:`zipkit._worker.init_worker`, and keep the run's stem marks."""
+    """Pool initializer: :func:`zipkit._worker.init_worker`, and keep the run's stem marks.
+
+    SIGTERM gets its default action back (a forked worker inherits the run's stop handler):
+    a pool stops the workers left when one dies with SIGTERM, and an exit by SIGTERM is how
+    the run tells a stopped worker from the one that died.
+    """
     global _marks
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker.init_worker(queue, stems, options)
     _marks = marks
 

@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import _pool
 from ._errors import RunInterrupted, SourceError, WorkerLost
 from ._options import WORKERS
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX, Compression, MatchMode, Overwrite, Plan, StemPlan, plan
+from ._plan import Compression, MatchMode, Overwrite, Plan, StemPlan, plan, plan_reads
 from ._pool import mp_context as _mp_context
-from ._report import Report, StemResult
+from ._report import Report, StemResult, check_error_report_path
+from ._signals import Stopped, end_like_signal_if_uncaught, signal_name, stop_on_signals
+from ._tempfiles import RunTemps
+from ._tempfiles import remove_temps as _cleanup_temps  # noqa: F401 - _dask imports it from here
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import ProcessPoolExecutor
@@ -280,35 +283,10 @@ class _OwnPool:
         for t in set(threading.enumerate()) - self.threads_before:
             if t.name == "QueueFeederThread" or type(t).__name__ == "_ExecutorManagerThread":
                 t.join(5)
-        # alive, or terminated by the pool for another's death (by SIGTERM, or exiting 143 if a
-        # worker handles SIGTERM)
-        stopped = (None, -signal.SIGTERM, 128 + signal.SIGTERM)
+        # alive, or stopped by the pool for another's death: by SIGTERM, or by a handler of it
+        # that exits (0, 143); a worker that dies by itself is killed or crashes
+        stopped = (None, 0, -signal.SIGTERM, 128 + signal.SIGTERM)
         self.died = {pid for pid, p in list(self.procs.items()) if p.exitcode not in stopped}
-
-
-def _cleanup_temps(output: Path, run_id: str) -> int:
-    """Remove this run's temp folders (one per worker process) and any temp file left in them."""
-    n = 0
-    mine = f"{TEMP_PREFIX}{run_id}-"
-    with contextlib.suppress(OSError):
-        for e in os.scandir(output):
-            if not (e.name.startswith(mine) and e.name.endswith(TEMP_SUFFIX)):
-                continue
-            if e.is_dir(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    for f in os.scandir(e.path):
-                        with contextlib.suppress(OSError):
-                            os.unlink(f.path)
-                            n += 1
-                with contextlib.suppress(OSError):
-                    os.rmdir(e.path)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(e.path)
-                    n += 1
-    if n:
-        log.info("removed %d temp file(s) left by stopped workers", n)
-    return n
 
 
 class _Run:
@@ -324,6 +302,7 @@ class _Run:
         self.restarts = 0  # pools replaced because a worker died
         self.index = {s.stem: i for i, s in enumerate(plan.stems)}
         self.ran_in_pool = False  # a task of an own pool returned
+        self.given: Executor | None = None  # the executor given to pooled(), if any
         self.fell_back = False  # the remaining stems ran in this process: workers could not
         self.by_name = {s.stem: s for s in plan.stems}
         self.started_ns = time.time_ns() - 50_000_000  # minus a coarse filesystem clock tick
@@ -361,6 +340,7 @@ class _Run:
         from ._worker import run_batch
 
         own = executor is None
+        self.given = executor
         current: _OwnPool | None = None
         if own:
             marks = ctx.RawArray("i", max(1, len(self.plan.stems)))
@@ -413,7 +393,7 @@ class _Run:
                         if isinstance(e, KeyboardInterrupt):
                             raise
                         broken |= isinstance(e, BrokenExecutor)
-                        if broken and current is not None:
+                        if broken:
                             continue  # settled below, with the pool's other tasks
                         del in_flight[fut]
                         self._lost(batch, batcher, e, overdue=fut in overdue, blameless=bool(overdue))
@@ -502,8 +482,23 @@ class _Run:
         self.inline(batcher)
 
     def _finish_inline(self, in_flight: dict, batcher: _Batcher) -> None:
-        """The given executor broke: its unfinished stems and the rest run in this process."""
+        """The given executor broke: its unfinished stems and the rest run in this process.
+
+        Once its worker processes (a given process pool's) are gone: one still finishing a stem
+        could otherwise put that stem's archive in place while it runs again here.
+        """
+        from multiprocessing.connection import wait as wait_for
+
+        with contextlib.suppress(Exception):
+            alive = [p.sentinel for p in (getattr(self.given, "_processes", None) or {}).values()]
+            end = time.monotonic() + 10
+            while alive and time.monotonic() < end:  # wait() returns as soon as one is ready
+                gone = wait_for(alive, timeout=max(0.0, end - time.monotonic()))
+                alive = [s for s in alive if s not in gone]
         for fut, batch in in_flight.items():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.record(fut.result(), max(a for _, a in batch))  # returned before the break
+                continue
             fut.cancel()
             self._lost(batch, batcher, BrokenExecutor("executor broken"), overdue=False)
         in_flight.clear()
@@ -618,7 +613,12 @@ class _Run:
         if error_report and (rep.failed or rep.cancelled):
             path = (self.plan.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json"
                     if error_report is True else Path(error_report))
-            rep = replace(rep, error_report=rep.save_error_report(path))
+            try:
+                rep = replace(rep, error_report=rep.save_error_report(path))
+            except OSError as e:
+                log.warning("could not write the error report %s: %s", path, e.strerror or e)
+                rep = replace(rep, notes=(*rep.notes, f"could not write the error report {path}: "
+                                                      f"{e.strerror or e}"))
         return rep
 
 
@@ -657,7 +657,8 @@ def run_plan(
     Raises
     ------
     RunInterrupted
-        On Ctrl-C, after cleaning up; ``.report`` holds what finished.
+        On Ctrl-C, SIGTERM or SIGHUP (run in the main thread, each stops the run the same way),
+        after cleaning up; ``.report`` holds what finished, ``.exit_code`` is 130, 143 or 129.
 
     Examples
     --------
@@ -666,6 +667,8 @@ def run_plan(
     ()
     """
     workers = WORKERS(workers, "workers") or "auto"  # refused before the output folder is made
+    if save_error_reports and save_error_reports is not True:
+        check_error_report_path(save_error_reports, plan_reads(plan, Path(save_error_reports)))
     if isinstance(executor, str):  # "dask", "dask://local" or a scheduler address
         from ._dask import dask_executor
 
@@ -680,8 +683,7 @@ def run_plan(
                             save_error_reports=save_error_reports)
     todo = plan.to_write
     n = _resolve_workers(workers, len(todo)) if executor is None else (
-        workers if isinstance(workers, int) and not isinstance(workers, bool) else
-        getattr(executor, "_max_workers", None) or available_cpus())
+        workers if isinstance(workers, int) and not isinstance(workers, bool) else _capacity(executor))
     try:
         plan.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -703,26 +705,55 @@ def run_plan(
     name = "in-process" if inline else ("process pool" if executor is None else type(executor).__name__)
     t0 = time.perf_counter()
     interrupted = None
-    try:
-        if inline:
-            run.inline(batcher)
-        else:
-            run.pooled(batcher, executor, _mp_context() if executor is None else None)
-    except Cancelled:
-        interrupted = "cancelled before it finished"
-    except KeyboardInterrupt:
-        interrupted = "interrupted (Ctrl-C) before it finished"
-    finally:
-        bar.close()
-        _cleanup_temps(plan.output, run.run_id)
-    if interrupted is None and cancel is not None and cancel.is_set():
-        interrupted = "cancelled before it finished"
-    run.notes.extend(getattr(executor, "notes", ()))  # e.g. Dask: workers that died
-    rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
-    log.info("zipkit: %s", rep.summary_line())
-    if interrupted and "Ctrl-C" in interrupted:
-        raise RunInterrupted(rep)
+    signum: int | None = None
+    temps = RunTemps(plan.output, run.run_id)
+    with stop_on_signals() as stop:  # SIGINT, SIGTERM, SIGHUP: Stopped, here in the main thread
+        try:
+            temps.open()
+            if inline:
+                run.inline(batcher)
+            else:
+                run.pooled(batcher, executor, _mp_context() if executor is None else None)
+        except Cancelled:
+            interrupted = "cancelled before it finished"
+        except KeyboardInterrupt as e:  # Ctrl-C without our handler (IPython's, a caller's) too
+            signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        finally:
+            stop.defer()  # a signal from now on waits until the temp files are gone
+            bar.close()
+            temps.close()
+        if signum is None and stop.first is not None:  # arrived as the work ended
+            signum = stop.first
+        if signum is not None:
+            interrupted = _stopped_by(signum)
+        if interrupted is None and cancel is not None and cancel.is_set():
+            interrupted = "cancelled before it finished"
+        run.notes.extend(getattr(executor, "notes", ()))  # e.g. Dask: workers that died
+        rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
+        log.info("zipkit: %s", rep.summary_line())
+    if signum is not None:
+        error = RunInterrupted(rep, signum)
+        end_like_signal_if_uncaught(error, signum)
+        raise error
     return rep
+
+
+def _stopped_by(signum: int) -> str:
+    if signum == signal.SIGINT:
+        return "interrupted (Ctrl-C) before it finished"
+    why = {"SIGTERM": "sent by a scheduler, systemd or timeout", "SIGHUP": "its terminal closed"}
+    name = signal_name(signum)
+    return f"stopped by {name} ({why.get(name, 'a signal')}) before it finished"
+
+
+def _capacity(executor: Executor) -> int:
+    """How many tasks a given executor runs at once: what it says (stdlib pools and mpi4py's
+    ``_max_workers``, mpi4py's ``num_workers``), else the CPUs here."""
+    for attr in ("_max_workers", "num_workers"):
+        n = getattr(executor, attr, None)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n
+    return available_cpus()
 
 
 def zip_by_extension(
@@ -771,7 +802,9 @@ def zip_by_extension(
     pattern, contains, not_contains, regex, min_size_kb, max_size_kb
         Marker-file filters (the old tool's).
     overwrite
-        ``"always"`` (default), ``"never"`` or ``"update"``.
+        An existing ``STEM.zip``: ``"always"`` (default; merged as zip does: other members
+        kept), ``"update"`` (skipped when up to date, else merged), ``"never"`` (skipped) or
+        ``"replace"`` (rebuilt from this run's files; dropped members listed).
     compression, level, deflate_backend
         ``deflate`` (default; ISA-L when installed, standard deflate either way), ``stored``,
         ``bzip2``, ``lzma``; ``level`` 0–9 (deflate default 6).

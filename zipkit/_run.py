@@ -730,7 +730,7 @@ def run_plan(
             interrupted = "cancelled before it finished"
         run.notes.extend(getattr(executor, "notes", ()))  # e.g. Dask: workers that died
         rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
-        log.info("zipkit: %s", rep.summary_line())
+        log.info("%s", rep.summary_line())
     if signum is not None:
         error = RunInterrupted(rep, signum)
         end_like_signal_if_uncaught(error, signum)

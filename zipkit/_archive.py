@@ -388,6 +388,8 @@ def _write_streaming(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
     new = [(f.name, f) for f in stem.files]
     carried = [(i.filename, i) for i in merge.carried] if merge is not None else []
     with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression], allowZip64=True) as zf:
+        if merge is not None and merge.comment:
+            zf.comment = merge.comment
         for _, item in sorted(new + carried, key=lambda pair: pair[0]):
             if isinstance(item, SourceFile):
                 read[item.name] = _add_member(zf, item, options, backend, deadline, on_bytes,
@@ -407,6 +409,8 @@ class _Merge:
         self.existing = existing
         self.carried = [] if replace_all else others
         self.dropped = tuple(i.filename for i in others) if replace_all else ()
+        # the archive's own comment (zip -z) is kept by a merge, as zip's update keeps it
+        self.comment = b"" if replace_all else existing.zf.comment
 
 
 # A stem this small is built in memory and written with one call: the same bytes zipfile's
@@ -645,7 +649,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             fd, tmp = _temp_file(stem.archive.parent, run_id)
             with open(fd, "wb") as raw:
                 read = None
-                if pool is None and not (merge and merge.carried) and _in_memory(stem, options):
+                whole = not (merge and (merge.carried or merge.comment)) and _in_memory(stem, options)
+                if pool is None and whole:
                     read = _write_in_memory(raw, stem, options, backend, deadline, on_bytes)
                 if read is None:
                     read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool,

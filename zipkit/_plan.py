@@ -6,6 +6,7 @@ two archive names could be one file on a file system that ignores case.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import logging
@@ -473,6 +474,36 @@ def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[P
                              "is never an output; choose another output folder or extensions")
 
 
+def _refuse_same_files(stem_plans: Sequence[StemPlan], others: Sequence[Path], out_names: set[str]) -> None:
+    """UsageError when an existing archive is, under another name, a file this run reads: a
+    hard link or a symlink to a source, marker or the config, or (on a file system that folds
+    case) ``A.ZIP`` read as a source where ``A.zip`` is written. Only archives whose name is in
+    the output folder (folded) are looked at: one ``stat`` each."""
+    present = {name_key(n, True, True) for n in out_names if n[-4:].lower() == ".zip"}
+    suspects = [sp for sp in stem_plans if sp.action != "create"
+                or name_key(sp.archive.name, True, True) in present]
+    if not suspects:
+        return
+    ids: dict[tuple[int, int], str] = {}
+    for sp in stem_plans:
+        for f in sp.files:
+            if f.ino:
+                ids.setdefault((f.dev, f.ino), f"a source of stem {sp.stem!r} ({f.path})")
+    for p in others:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids.setdefault((st.st_dev, st.st_ino), f"a file this run reads ({p})")
+    for sp in suspects:
+        try:
+            st = os.stat(sp.archive)
+        except OSError:
+            continue
+        what = ids.get((st.st_dev, st.st_ino))
+        if what is not None:
+            raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what} under another "
+                             "name (a link): an input is never an output; choose another output folder")
+
+
 def name_key(name: str, fold_case: bool, fold_normalization: bool) -> str:
     """``name`` as a file system that folds case and/or Unicode normalisation compares it."""
     if fold_normalization:
@@ -746,6 +777,7 @@ def plan(
                                    kept_names, dropped))
     # Inputs are never outputs, and no two stems may write one file: refused before any work.
     _refuse_inputs_as_outputs(stem_plans, read_too)
+    _refuse_same_files(stem_plans, read_too, out_names)
     _refuse_colliding_names(out, stem_plans)
 
     empty = tuple(s for s in (wanted or []) if s not in groups)

@@ -1,0 +1,93 @@
+"""Issue 12 attacked as a hostile user would: cases the merge/identity/names tests did not try.
+
+Each test here first failed (a hole, fixed alongside) or is the strongest of the attacks that
+held. All end with the suite's nothing-lost checker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from safety_helpers import (
+    assert_nothing_lost,
+    member_hashes,
+    snapshot,
+    subprocess_env,
+    write,
+    zipkit_cmd,
+)
+
+import zipkit
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(zipkit_cmd(*map(str, args)), capture_output=True, text=True,
+                          env=subprocess_env(), timeout=120)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- inputs are never outputs: the same file under another name --------------------------------
+
+@pytest.mark.parametrize("how", ["hard link to a csv source", "hard link to a zip source",
+                                 "symlink to a source"])
+def test_an_archive_path_that_is_a_source_under_another_name_is_refused(tmp_path: Path, how: str) -> None:
+    """out/x.zip hard-linked (or symlinked) to a source is the very file the run reads: exit 2
+    before any work, naming both paths, as for the same path (a realpath check misses a link)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    if how == "hard link to a zip source":
+        src.mkdir()
+        with zipfile.ZipFile(src / "x.zip", "w") as zf:
+            zf.writestr("inner.txt", "user's own archive")
+        source, ext = src / "x.zip", "zip"
+        write(src / "y.zip", b"")  # a second stem, so the refusal is before any work
+        os.link(source, out / "x.zip")
+    else:
+        source, ext = write(src / "x.csv", b"the only copy\n"), "csv"
+        write(src / "y.csv", b"y\n")
+        if how.startswith("hard"):
+            os.link(source, out / "x.zip")
+        else:
+            os.symlink(source, out / "x.zip")
+    snap = snapshot(src)
+    r = _cli(src, "--ext", ext, "-o", out, "--delete-sources", "--no-progress")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "never an output" in r.stderr, r.stderr
+    assert str(out / "x.zip") in r.stderr and str(source) in r.stderr, r.stderr
+    assert not (out / "y.zip").exists(), "work was done before the refusal"
+    assert snapshot(src) == snap
+    assert os.path.samefile(out / "x.zip", source), "the link itself was replaced"
+    assert_nothing_lost(snap)
+
+
+# --- an existing archive is data too: its comment -----------------------------------------------
+
+@pytest.mark.parametrize("carried", [True, False])
+def test_a_merge_keeps_the_archive_comment(tmp_path: Path, carried: bool) -> None:
+    """`zip -z` wrote a comment into the archive: a merge (zip's own update keeps it) keeps it,
+    also when every member is replaced; replace (an exact rebuild) is the one that drops it."""
+    src, out, work = tmp_path / "src", tmp_path / "out", tmp_path / "w"
+    write(work / ("old.txt" if carried else "a.csv"), b"old\n")
+    out.mkdir()
+    subprocess.run(["zip", "-q", out / "a.zip", "old.txt" if carried else "a.csv"], cwd=work, check=True)
+    subprocess.run(["zip", "-qz", out / "a.zip"], input=b"lab notebook p. 12\n", check=True)
+    write(src / "a.csv", b"new\n")
+    snap = snapshot(src)
+    rep = zipkit.zip_by_extension(src, "csv", out, progress=False, delete_sources=True)
+    assert rep["a"].status == "ok", rep["a"].message
+    with zipfile.ZipFile(out / "a.zip") as zf:
+        assert zf.comment == b"lab notebook p. 12", zf.comment
+    assert sorted(member_hashes(out / "a.zip")) == sorted({"a.csv", "old.txt" if carried else "a.csv"})
+    assert_nothing_lost(snap, out)
+    write(src / "a.csv", b"newer\n")
+    zipkit.zip_by_extension(src, "csv", out, progress=False, overwrite="replace")
+    with zipfile.ZipFile(out / "a.zip") as zf:
+        assert zf.comment == b"" and zf.namelist() == ["a.csv"]

@@ -277,39 +277,53 @@ def test_a_small_stem_whose_file_grew_since_the_plan_fails_unread(tmp_path):
     assert not reads and not (tmp_path / "out" / "g.zip").exists()
 
 
-def test_a_temp_folder_removed_by_the_runs_cleanup_is_not_made_again(tmp_path):
-    """A task of a stopped run that goes on in a given executor after the run's cleanup writes
-    its temp file beside the removed folder (renamed away as usual), so no folder stays behind."""
-    from zipkit._archive import _temp_file
-    from zipkit._run import _cleanup_temps
-
-    fd, first = _temp_file(tmp_path, "run1")
-    os.close(fd)
-    assert first.parent.parent == tmp_path and first.parent.name.startswith(".zipkit-run1-")
-    _cleanup_temps(tmp_path, "run1")
-    assert os.listdir(tmp_path) == []
-    fd, later = _temp_file(tmp_path, "run1")
-    os.close(fd)
-    assert later.parent == tmp_path
-    os.replace(later, tmp_path / "s.zip")
-    assert os.listdir(tmp_path) == ["s.zip"]
-
-
-def test_cancel_with_a_given_thread_pool_leaves_no_temp_folder(tmp_path):
-    """Stems already running in the caller's executor finish after the run has returned."""
+def test_cancel_with_a_given_thread_pool_leaves_no_temp_folder(tmp_path, monkeypatch):
+    """The race that left ``.zipkit-RUN-PID.tmp`` behind, driven rather than hoped for: a task of
+    the caller's thread pool asks for its temp file exactly when the run's clean-up has emptied
+    that folder and is about to remove it. The task must get no file (the run is closed)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    from zipkit import _archive, _tempfiles
 
     src = make(tmp_path / "src", {f"s{i:03d}.dat": os.urandom(20_000) for i in range(200)})
     out = tmp_path / "out"
     cancel = threading.Event()
+    at_gate, cleanup_began, task_done = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[str] = []
+    real_temp_file, real_remove_folder = _archive._temp_file, _tempfiles._remove_folder
+
+    def temp_file(folder, run_id):
+        if threading.current_thread() is threading.main_thread() or at_gate.is_set():
+            return real_temp_file(folder, run_id)
+        at_gate.set()  # the one task that races the clean-up
+        cleanup_began.wait(30)
+        try:
+            fd, path = real_temp_file(folder, run_id)
+            outcome.append(f"made {path.name}")
+            return fd, path
+        except _tempfiles.RunClosed as e:
+            outcome.append(f"refused: {e}")
+            raise
+        finally:
+            task_done.set()
+
+    def remove_folder(path):
+        cleanup_began.set()  # listed and emptied; now the task tries; then the rmdir
+        task_done.wait(0.5)
+        real_remove_folder(path)
 
     def on_progress(ev):
         if ev.result is not None and ev.stems_done >= 5:
             cancel.set()
+            at_gate.wait(30)  # the racing task is waiting at its temp file when the run stops
 
+    monkeypatch.setattr(_archive, "_temp_file", temp_file)
+    monkeypatch.setattr(_tempfiles, "_remove_folder", remove_folder)
     with ThreadPoolExecutor(2) as ex:
         rep = zip_by_extension(src, "dat", out, executor=ex, progress=on_progress, cancel=cancel,
                                deflate_backend="zlib", level=9)
-    assert rep.cancelled
+        assert rep.cancelled
+    assert task_done.is_set() and cleanup_began.is_set(), "the race was not driven"
+    assert len(outcome) == 1 and outcome[0].startswith("refused: run "), outcome
     assert [n for n in os.listdir(out) if not n.endswith(".zip")] == []

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import logging
 import os
 import signal
@@ -30,8 +29,11 @@ from pathlib import Path
 from ._errors import ExistingArchiveError, SourceChangedError, StemError, StemTimeout, VerifyError
 from ._members import Stamp, pays, sample_incompressible, stamp
 from ._merge import READ_FLAGS, Existing, carry_member, open_existing
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX, ArchiveOptions, SourceFile, StemPlan
+from ._plan import ArchiveOptions, SourceFile, StemPlan
 from ._report import StemResult
+from ._tempfiles import deleting as _deleting
+from ._tempfiles import fsync_dir as _fsync_dir
+from ._tempfiles import temp_file as _temp_file
 
 __all__ = ["deflate_backend", "write_archive"]
 
@@ -526,45 +528,6 @@ def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
         raise VerifyError(f"archive of stem {stem!r} failed verification: {e}", stem=stem) from e
 
 
-_temp_numbers = itertools.count()
-
-
-_made_folders: set[Path] = set()  # temp folders this process made (one per output folder and run)
-_made_lock = threading.Lock()
-
-
-def _temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
-    """Create ``.zipkit-RUN-PID-N.tmp`` (mode 0666 less the umask, as zip does) in this
-    process's own temp folder ``.zipkit-RUN-PID.tmp`` inside ``folder``.
-
-    Creating a file locks its folder: with one temp folder per worker, workers create their
-    temp files in parallel, and only the rename onto ``STEM.zip`` takes the output folder's lock.
-    Once that folder has been made and removed (the run's cleanup, while a task of a stopped
-    run still goes on in a given executor), temp files go into ``folder`` itself, not into a
-    folder made again that nobody would remove.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    tag = f"{TEMP_PREFIX}{run_id}-{os.getpid()}"
-    own = folder / f"{tag}{TEMP_SUFFIX}"
-    where = own
-    while True:
-        path = where / f"{tag}-{next(_temp_numbers)}{TEMP_SUFFIX}"
-        try:
-            return os.open(path, flags, 0o666), path
-        except FileExistsError:  # left by an earlier process with the same pid
-            continue
-        except FileNotFoundError:
-            if where == folder or not folder.is_dir():
-                raise
-            with _made_lock:
-                if own in _made_folders:
-                    where = folder
-                    continue
-                _made_folders.add(own)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(own)  # 0777 less the umask, so that the run (maybe another user) can remove it
-
-
 def _exists(path: Path) -> bool:
     """Whether anything (a link too) is at ``path``; a name too long fails with that message."""
     try:
@@ -576,14 +539,6 @@ def _exists(path: Path) -> bool:
             raise StemError(f"file name too long: {path}", path=path) from e
         raise
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _still_read_file(f: SourceFile, st: os.stat_result) -> bool:
@@ -685,7 +640,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             pool = None
         deleted: list[str] = []
         if options.delete_sources:
-            deleted = _delete_sources(stem, read)
+            with _deleting(stem.archive.parent, run_id) as allowed:  # not once the run is closed
+                deleted = _delete_sources(stem, read) if allowed else []
         return StemResult(
             stem.stem, stem.archive, names, sum(s.st_size for s in read.values()), size_out,
             time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),

@@ -121,8 +121,14 @@ class WorkerLost(StemError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or a cancel stopped the run; ``report`` says what finished before it."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP stopped the run; ``report`` says what finished before it.
 
-    def __init__(self, report: Report):
+    ``signal`` is the signal's number, ``exit_code`` the status a program stopped by it exits
+    with (130, 143, 129).
+    """
+
+    def __init__(self, report: Report, signal: int = 2):
         self.report = report
+        self.signal = signal
+        self.exit_code = 128 + signal
         super().__init__(f"interrupted: {report.summary_line()}")

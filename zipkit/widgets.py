@@ -35,6 +35,7 @@ from ._errors import UsageError, ZipkitError
 from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, TEMP_PREFIX, Plan, plan
 from ._report import Report
 from ._run import ProgressEvent, available_cpus, run_plan
+from ._signals import cancel_on_signals
 from ._table import format_bytes
 
 __all__ = ["ZipForm", "scan_extensions"]
@@ -534,6 +535,7 @@ class ZipForm:
         self._thread = threading.Thread(target=self._work, args=(ready, plan_kw, run_kw, self._cancel),
                                         name="zipkit-form", daemon=True)
         self._thread.start()
+        cancel_on_signals(self._cancel, self._thread)  # SIGTERM/SIGHUP: cancel, clean up, then exit
 
     def _work(self, ready: Plan | None, plan_kw: dict[str, Any] | None, run_kw: dict[str, Any],
               cancel: threading.Event) -> None:

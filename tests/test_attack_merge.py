@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -16,8 +17,11 @@ import pytest
 from safety_helpers import (
     assert_nothing_lost,
     member_hashes,
+    small_filesystem,
     snapshot,
     subprocess_env,
+    temp_files,
+    wait_until,
     write,
     zipkit_cmd,
 )
@@ -91,3 +95,74 @@ def test_a_merge_keeps_the_archive_comment(tmp_path: Path, carried: bool) -> Non
     zipkit.zip_by_extension(src, "csv", out, progress=False, overwrite="replace")
     with zipfile.ZipFile(out / "a.zip") as zf:
         assert zf.comment == b"" and zf.namelist() == ["a.csv"]
+
+
+# --- a merge that cannot finish leaves the old archive as it was --------------------------------
+
+def _stored_archive(path: Path, members: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_disk_full_during_the_merge_copy_keeps_the_old_archive(tmp_path: Path, workers: int) -> None:
+    """1 MiB output file system holding a 600 KB archive: the merged copy cannot fit. The stem
+    fails with ENOSPC, the old archive keeps every byte, no temp file stays, no source is deleted."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "a.dat", os.urandom(100_000))
+    write(src / "b.dat", b"small\n")
+    with small_filesystem(out, 1024):
+        _stored_archive(out / "a.zip", {"old1.bin": os.urandom(300_000), "old2.bin": os.urandom(300_000)})
+        before = _sha(out / "a.zip")
+        snap = snapshot(src, out)
+        rep = zipkit.zip_by_extension(src, "dat", out, workers=workers, delete_sources=True,
+                                      progress=False)
+        a = rep["a"]
+        assert a.status == "failed" and "No space left on device" in a.message, (a.status, a.message)
+        assert _sha(out / "a.zip") == before
+        assert (src / "a.dat").is_file() and not temp_files(out)
+        assert_nothing_lost(snap, out)
+        fs = os.statvfs(out)
+        assert fs.f_bfree * fs.f_frsize > 300_000, "the failed merge's space was not freed"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigkill_during_a_merge_keeps_the_old_archive_and_the_next_run_cleans_up(
+        tmp_path: Path, workers: str) -> None:
+    """SIGKILL (the whole process group) while a big member is being carried over: the old
+    archive is untouched and every source kept; the next run removes the dead run's temp files
+    and does the merge."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    out.mkdir()
+    with zipfile.ZipFile(out / "a.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open("old.bin", "w", force_zip64=True) as m:  # 768 MiB of zeros: slow to check
+            block = bytes(1 << 20)
+            for _ in range(768):
+                m.write(block)
+        zf.writestr("old.txt", "archived long ago\n")
+    write(src / "a.dat", b"new data\n")
+    write(src / "b.dat", b"other stem\n")
+    before, old = _sha(out / "a.zip"), member_hashes(out / "a.zip")
+    snap = snapshot(src)
+    proc = subprocess.Popen(zipkit_cmd(src, "--ext", "dat", "-o", out, "-j", workers, "--no-progress",
+                                       "--delete-sources"),
+                            env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        big = wait_until(lambda: [p for p in temp_files(out) if p.stat().st_size > (64 << 10)], 60,
+                         "the merge to be under way")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert big and proc.returncode == -signal.SIGKILL
+    assert _sha(out / "a.zip") == before and (src / "a.dat").is_file()
+    r = _cli(src, "--ext", "dat", "-o", out, "-j", workers, "--no-progress", "--delete-sources")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert not temp_files(out), temp_files(out)
+    merged = member_hashes(out / "a.zip")
+    assert sorted(merged) == ["a.dat", "old.bin", "old.txt"]
+    assert all(merged[name] == digest for name, digest in old.items())
+    assert_nothing_lost(snap, out)

@@ -166,3 +166,40 @@ def test_sigkill_during_a_merge_keeps_the_old_archive_and_the_next_run_cleans_up
     assert sorted(merged) == ["a.dat", "old.bin", "old.txt"]
     assert all(merged[name] == digest for name, digest in old.items())
     assert_nothing_lost(snap, out)
+
+
+# --- re-runs: every policy, several stems, pooled ------------------------------------------------
+
+def test_pooled_reruns_under_every_policy_lose_nothing(tmp_path: Path) -> None:
+    """Four stems, a pool of two, runs in a row with other extensions and policies and
+    --delete-sources; after each, every byte that existed is on disk or in an archive, and
+    every member an earlier run archived is still there unless replace was asked for."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    stems = ["c1", "c2", "c3", "c4"]
+    held: dict[tuple[str, str], str] = {}
+    runs = [("always", ["dat", "log"]), ("update", ["dat"]), ("never", ["log", "sim"]),
+            ("always", ["sim"]), ("update", ["dat", "log", "sim"]), ("replace", ["dat", "sim"])]
+    for i, (policy, exts) in enumerate(runs):
+        for s in stems:
+            for ext in exts:
+                if (i + len(s) + len(ext)) % 3:  # not every file every time
+                    write(src / f"{s}.{ext}", f"{s}.{ext} version {i}\n".encode() * (i + 1))
+        snap = snapshot(src)
+        if not snap:
+            continue
+        rep = zipkit.zip_by_extension(src, exts, out, overwrite=policy, delete_sources=True,
+                                      workers=2, progress=False)
+        assert rep.success and not rep.failed, rep
+        assert_nothing_lost(snap, out)
+        for r in rep.ok:
+            members = member_hashes(out / f"{r.stem}.zip")
+            if policy == "replace":
+                assert sorted(members) == sorted(r.files) and set(r.dropped) == {
+                    n for (s, n) in held if s == r.stem} - set(r.files)
+                held = {k: v for k, v in held.items() if k[0] != r.stem}
+            for (s, name), digest in held.items():
+                if s == r.stem and name not in r.files:
+                    assert members.get(name) == digest, (policy, r.stem, name)
+            held.update(((r.stem, n), members[n]) for n in r.files)
+        for (s, name), digest in held.items():
+            assert member_hashes(out / f"{s}.zip")[name] == digest

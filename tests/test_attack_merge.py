@@ -203,3 +203,33 @@ def test_pooled_reruns_under_every_policy_lose_nothing(tmp_path: Path) -> None:
             held.update(((r.stem, n), members[n]) for n in r.files)
         for (s, name), digest in held.items():
             assert member_hashes(out / f"{s}.zip")[name] == digest
+
+
+# --- the error report is never written over an input ---------------------------------------------
+
+@pytest.mark.parametrize("link_to", ["a source", "an archive"])
+def test_an_error_report_path_hard_linked_to_an_input_is_refused(tmp_path: Path, link_to: str) -> None:
+    """The user archives old zipkit error reports as data (--ext json). An error-report path
+    that is a hard link to one of them is that source: writing the report there would rewrite
+    the source in place (its stem failed, so nowhere else holds it). Exit 2, nothing written."""
+    src, out, prev = tmp_path / "src", tmp_path / "out", tmp_path / "prev"
+    write(prev / "src" / "q.dat", b"q\n")
+    write(prev / "out" / "q.zip", b"not a zip")
+    r = _cli(prev / "src", "--ext", "dat", "-o", prev / "out", "--error-report", prev / "old.json",
+             "--no-progress")
+    assert r.returncode == 1 and (prev / "old.json").is_file(), r.stderr
+    old_report = write(src / "old-errors.json", (prev / "old.json").read_bytes())
+    write(src / "b.dat", b"data\n")
+    write(out / "old-errors.zip", b"garbage: this stem fails")
+    if link_to == "a source":
+        os.link(old_report, out / "r.json")
+    else:  # the report itself is an input now
+        write(out / "b.zip", (prev / "old.json").read_bytes())
+        os.link(out / "b.zip", out / "r.json")
+    snap = snapshot(src, out)
+    r = _cli(src, "--ext", "json", "--ext", "dat", "-o", out, "--error-report", out / "r.json",
+             "--no-progress", "--delete-sources")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "never an output" in r.stderr, r.stderr
+    assert snapshot(src, out) == snap
+    assert_nothing_lost(snap)  # every file as it was (the garbage "archives" too)

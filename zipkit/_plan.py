@@ -458,7 +458,34 @@ def plan_reads(p: Plan, also: Path) -> dict[str, str]:
     for sp in p.stems:
         if sp.archive.name in names:
             reads.setdefault(real(sp.archive), f"the archive of stem {sp.stem!r}")
+    try:  # an existing file there may be one of them under another name (a hard link)
+        st = os.stat(also)
+    except OSError:
+        return reads
+    ids = _identities(p.stems, p.inputs)
+    for sp in p.stems:
+        if sp.action != "create":
+            with contextlib.suppress(OSError):
+                there = os.stat(sp.archive)
+                ids.setdefault((there.st_dev, there.st_ino), f"the archive of stem {sp.stem!r}")
+    what = ids.get((st.st_dev, st.st_ino))
+    if what is not None:
+        reads.setdefault(os.path.realpath(also), f"{what} under another name (a link)")
     return reads
+
+
+def _identities(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> dict[tuple[int, int], str]:
+    """(device, inode) → what it is, for the run's sources and ``others`` (markers, the config)."""
+    ids: dict[tuple[int, int], str] = {}
+    for sp in stem_plans:
+        for f in sp.files:
+            if f.ino:
+                ids.setdefault((f.dev, f.ino), f"a source of stem {sp.stem!r} ({f.path})")
+    for p in others:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids.setdefault((st.st_dev, st.st_ino), f"a file this run reads ({p})")
+    return ids
 
 
 def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
@@ -484,15 +511,7 @@ def _refuse_same_files(stem_plans: Sequence[StemPlan], others: Sequence[Path], o
                 or name_key(sp.archive.name, True, True) in present]
     if not suspects:
         return
-    ids: dict[tuple[int, int], str] = {}
-    for sp in stem_plans:
-        for f in sp.files:
-            if f.ino:
-                ids.setdefault((f.dev, f.ino), f"a source of stem {sp.stem!r} ({f.path})")
-    for p in others:
-        with contextlib.suppress(OSError):
-            st = os.stat(p)
-            ids.setdefault((st.st_dev, st.st_ino), f"a file this run reads ({p})")
+    ids = _identities(stem_plans, others)
     for sp in suspects:
         try:
             st = os.stat(sp.archive)

@@ -233,3 +233,28 @@ def test_an_error_report_path_hard_linked_to_an_input_is_refused(tmp_path: Path,
     assert "Traceback" not in r.stderr and "never an output" in r.stderr, r.stderr
     assert snapshot(src, out) == snap
     assert_nothing_lost(snap)  # every file as it was (the garbage "archives" too)
+
+
+@pytest.mark.parametrize("adjusted", [True, False])
+def test_a_merge_keeps_a_self_extractor_stub(tmp_path: Path, adjusted: bool) -> None:
+    """Bytes before the first member (a self-extractor stub, `cat stub x.zip`, `zip -A` or not)
+    are the user's too: zip's update keeps them, so does a merge; the result reads everywhere."""
+    src, out, work = tmp_path / "src", tmp_path / "out", tmp_path / "w"
+    write(work / "old.txt", b"archived long ago\n")
+    subprocess.run(["zip", "-q", work / "x.zip", "old.txt"], cwd=work, check=True)
+    stub = b"#!/bin/sh\necho self-extracting\nexit 0\n" + os.urandom(3000)
+    write(out / "a.zip", stub + (work / "x.zip").read_bytes())
+    if adjusted:
+        subprocess.run(["zip", "-qA", out / "a.zip"], check=True)
+    old = member_hashes(out / "a.zip")
+    write(src / "a.csv", b"new\n")
+    snap = snapshot(src)
+    rep = zipkit.zip_by_extension(src, "csv", out, progress=False, delete_sources=True)
+    assert rep["a"].status == "ok" and rep["a"].carried == 1, rep["a"].message
+    assert (out / "a.zip").read_bytes()[:len(stub)] == stub, "the stub was dropped"
+    merged = member_hashes(out / "a.zip")
+    assert sorted(merged) == ["a.csv", "old.txt"] and merged["old.txt"] == old["old.txt"]
+    for cmd in (["unzip", "-tq"], ["7zz", "t"], ["bsdtar", "-tf"]):
+        r = subprocess.run([*cmd, out / "a.zip"], capture_output=True, text=True)
+        assert r.returncode == 0 and "warning" not in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
+    assert_nothing_lost(snap, out)

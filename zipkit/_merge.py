@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._errors import ExistingArchiveError, StemError
 
-__all__ = ["Existing", "carry_member", "open_existing", "read_existing"]
+__all__ = ["Existing", "carry_member", "copy_preamble", "open_existing", "read_existing"]
 
 _LOCAL_HEAD = struct.Struct("<4s5H3L2H")  # local file header up to the name
 # read only, never through a symlink; O_NONBLOCK: a FIFO put there must not block open() forever
@@ -48,6 +48,11 @@ class Existing:
     @property
     def members(self) -> list[zipfile.ZipInfo]:
         return self.zf.infolist()
+
+    @property
+    def preamble(self) -> int:
+        """How many bytes come before the first member (a self-extractor stub; usually 0)."""
+        return min([i.header_offset for i in self.members] + [self.zf.start_dir])
 
     def close(self) -> None:
         self.zf.close()
@@ -164,6 +169,19 @@ class _Checker:
     def finish(self) -> None:
         if self.method == zipfile.ZIP_DEFLATED:
             self._take(self.d.flush())
+
+
+def copy_preamble(ex: Existing, raw, size: int, chunk: int) -> None:
+    """Copy the first ``size`` bytes of ``ex`` (what comes before its members) to ``raw``."""
+    src = ex.zf.fp
+    assert src is not None
+    src.seek(0)
+    while size:
+        data = src.read(min(chunk, size))
+        if not data:
+            raise ExistingArchiveError(f"{ex.path} is truncated; it is kept as it is", path=ex.path)
+        raw.write(data)
+        size -= len(data)
 
 
 def carry_member(out: zipfile.ZipFile, ex: Existing, info: zipfile.ZipInfo, chunk: int,

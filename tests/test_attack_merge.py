@@ -258,3 +258,41 @@ def test_a_merge_keeps_a_self_extractor_stub(tmp_path: Path, adjusted: bool) -> 
         r = subprocess.run([*cmd, out / "a.zip"], capture_output=True, text=True)
         assert r.returncode == 0 and "warning" not in r.stdout + r.stderr, (cmd, r.stdout, r.stderr)
     assert_nothing_lost(snap, out)
+
+
+# --- sources changed between the plan and the run -------------------------------------------------
+
+@pytest.mark.parametrize(("how", "workers"), [("fifo", 1), ("fifo", 2), ("folder", 2),
+                                              ("truncated, mtime put back", 1),
+                                              ("truncated, mtime put back", 2)])
+def test_a_source_changed_between_plan_and_run_fails_its_stem_only(tmp_path: Path, how: str,
+                                                                   workers: int) -> None:
+    """After plan(): a.dat becomes a FIFO (opening it must not hang), a folder, or is cut short
+    with its mtime put back. Stem a fails naming the file and keeps every source, into an
+    existing archive too; stem b is done."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "a.dat", b"a" * 5000)
+    write(src / "a.log", b"log of a\n")
+    write(src / "b.dat", b"b\n")
+    _stored_archive(out / "a.zip", {"earlier.txt": b"archived by an earlier run\n"})
+    before = _sha(out / "a.zip")
+    p = zipkit.plan(src, ["dat", "log"], out, delete_sources=True, timeout=30)
+    target = src / "a.dat"
+    st = target.stat()
+    if how == "fifo":
+        target.unlink()
+        os.mkfifo(target)
+    elif how == "folder":
+        target.unlink()
+        target.mkdir()
+    else:
+        os.truncate(target, 10)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    snap = snapshot(src)
+    rep = zipkit.run_plan(p, workers=workers, progress=False)
+    a = rep["a"]
+    assert a.status == "failed" and a.error_type == "SourceChangedError", (a.status, a.message)
+    assert str(target) in a.message, a.message
+    assert rep["b"].status == "ok" and not (src / "b.dat").exists()
+    assert (src / "a.log").is_file() and _sha(out / "a.zip") == before
+    assert_nothing_lost(snap, out)

@@ -296,3 +296,52 @@ def test_a_source_changed_between_plan_and_run_fails_its_stem_only(tmp_path: Pat
     assert rep["b"].status == "ok" and not (src / "b.dat").exists()
     assert (src / "a.log").is_file() and _sha(out / "a.zip") == before
     assert_nothing_lost(snap, out)
+
+
+# --- the plan says what the run will do ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["deflate64 (7-Zip)", "encrypted (zip -P)"])
+def test_the_plan_says_a_member_that_cannot_be_carried_fails_the_stem(tmp_path: Path, kind: str) -> None:
+    """A member zipkit cannot check (Deflate64, encrypted) fails the merge: the plan (--dry-run,
+    Preview) says so up front instead of promising "merge: 1 member kept"; replace, which
+    carries nothing, is planned as usual."""
+    src, out, work = tmp_path / "src", tmp_path / "out", tmp_path / "w"
+    write(work / "old.bin", bytes(100_000))
+    out.mkdir()
+    if kind.startswith("deflate64"):
+        cmd = ["7zz", "a", "-tzip", "-mm=Deflate64", out / "a.zip", "old.bin"]
+    else:
+        cmd = ["zip", "-q", "-P", "secret", out / "a.zip", "old.bin"]
+    subprocess.run(cmd, cwd=work, check=True, capture_output=True)
+    before = _sha(out / "a.zip")
+    write(src / "a.csv", b"new\n")
+    write(src / "b.csv", b"b\n")
+    a = next(s for s in zipkit.plan(src, "csv", out).stems if s.stem == "a")
+    assert a.action == "fail" and "'old.bin'" in a.reason and str(out / "a.zip") in a.reason, a
+    r = _cli(src, "--ext", "csv", "-o", out, "--dry-run")
+    assert "fail" in r.stdout and "old.bin" in r.stdout and "Traceback" not in r.stderr, r.stdout
+    assert next(s for s in zipkit.plan(src, "csv", out, overwrite="replace").stems
+                if s.stem == "a").action == "replace"
+    snap = snapshot(src)
+    r = _cli(src, "--ext", "csv", "-o", out, "--delete-sources", "--no-progress")
+    assert r.returncode == 1 and "old.bin" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert _sha(out / "a.zip") == before and (src / "a.csv").is_file() and not (src / "b.csv").exists()
+    assert member_hashes(out / "b.zip")["b.csv"] == snap[src / "b.csv"].sha256
+    assert_nothing_lost({p: s for p, s in snap.items() if p.name == "a.csv"})  # a.zip: unreadable here
+
+
+def test_update_with_verify_on_an_up_to_date_encrypted_archive_gives_no_traceback(tmp_path: Path) -> None:
+    """--overwrite update --verify tests an up-to-date archive's CRCs at plan time; an encrypted
+    member made zipfile raise RuntimeError there, a traceback for the user. It is now taken
+    as unverifiable: the archive is rebuilt from this run's file (same name, so replaced)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "a.csv", b"data\n")
+    out.mkdir()
+    subprocess.run(["zip", "-q", "-P", "pw", out / "a.zip", "a.csv"], cwd=src, check=True)
+    later = (src / "a.csv").stat().st_mtime + 3600
+    os.utime(out / "a.zip", (later, later))
+    snap = snapshot(src)
+    r = _cli(src, "--ext", "csv", "-o", out, "--overwrite", "update", "--verify", "--no-progress",
+             "--delete-sources")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert_nothing_lost(snap, out)

@@ -589,7 +589,7 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
     if not exists:
         return "create", "", (), ()
     from ._errors import ExistingArchiveError
-    from ._merge import read_existing
+    from ._merge import read_existing, uncheckable
 
     try:
         got = read_existing(archive)
@@ -604,17 +604,23 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
         return "skip", "archive exists", (), ()
     if overwrite == "replace":
         return "replace", f"replace: {_members_word(len(kept))} dropped", (), kept
+    # a member the merge would carry but cannot check fails the stem: said now, not at run time
+    why = next((w for i in infos if i.filename not in names and (w := uncheckable(i, archive))), None)
     merge = f"merge: {_members_word(len(kept))} kept"
+
+    def merging(reason: str) -> tuple[Action, str, tuple[str, ...], tuple[str, ...]]:
+        return ("fail", why, (), ()) if why else ("merge", reason, kept, ())
+
     if overwrite == "always":
-        return "merge", merge, kept, ()
+        return merging(merge)
     # update: skip only an archive newer than every file of this run that holds all their names
     sizes = {i.filename: i.file_size for i in infos}
     if not names <= set(sizes):
-        return "merge", f"{merge} (new members)", kept, ()
+        return merging(f"{merge} (new members)")
     if any(sizes[f.name] != f.size for f in files):
-        return "merge", f"{merge} (a member's size differs)", kept, ()
+        return merging(f"{merge} (a member's size differs)")
     if any(f.mtime_ns > st.st_mtime_ns for f in files):
-        return "merge", f"{merge} (a member is newer)", kept, ()
+        return merging(f"{merge} (a member is newer)")
     if check_crc:  # verify on: trust no archive unread
         import zipfile
         import zlib
@@ -622,10 +628,11 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
         try:
             with zipfile.ZipFile(archive) as zf:
                 bad = zf.testzip()
-        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError) as e:
+        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError, RuntimeError,
+                NotImplementedError) as e:  # RuntimeError: encrypted; NotImplementedError: a method
             bad = f"? ({type(e).__name__})"
         if bad is not None:  # rebuilt: this run's files replace it, others are checked as carried
-            return "merge", f"{merge} (existing archive corrupt: bad CRC in {bad})", kept, ()
+            return merging(f"{merge} (existing archive corrupt: bad CRC in {bad})")
     return "skip", "up to date", (), ()
 
 

@@ -1,25 +1,17 @@
-"""A form for zipkit in Jupyter and Voilà: pick folders and options, preview the plan, zip, cancel.
+"""The form's controller: its buttons, the background run, progress, Cancel, YAML.
 
-Importing this module imports ipywidgets (``pip install zipkit[notebook]``); ``import zipkit``
-alone does not.
-
->>> from zipkit.widgets import ZipForm
->>> form = ZipForm(source="output/csv", extensions=["csv"], output="output/zip")  # doctest: +SKIP
->>> form                                                                           # doctest: +SKIP
-
-The form talks to the library only through :func:`zipkit.plan` and :func:`zipkit.run_plan`: the
-**Preview** button shows the :class:`~zipkit.Plan`, **Zip** runs it in a background thread
-(progress through the ``progress`` callable, **Cancel** through the ``cancel`` event) and shows
-the :class:`~zipkit.Report`. Every control carries a stable CSS class (``zipkit-source``,
-``zipkit-zip`` …, listed in :attr:`ZipForm.CSS_CLASSES`) so that it can be found in a browser.
-With ``root`` set (as when the form is served by Voilà) every folder and config path must lie
-inside ``root``; others are refused.
+The controls are made in ``_layout``; the mapping of their values to the library's options is
+``_settings``. The form talks to the library only through :func:`zipkit.plan` and
+:func:`zipkit.run_plan`: **Preview** shows the :class:`~zipkit.Plan`, **Zip** runs it in a
+background thread (progress through the ``progress`` callable, **Cancel** through the
+``cancel`` event) and shows the :class:`~zipkit.Report`. Every control carries a stable CSS
+class (``zipkit-source``, ``zipkit-zip`` …, listed in :attr:`ZipForm.CSS_CLASSES`) so that it
+can be found in a browser. With ``root`` set (as when the form is served by Voilà) every folder
+and config path must lie inside ``root``; others are refused.
 """
 
 from __future__ import annotations
 
-import html
-import inspect
 import logging
 import os
 import threading
@@ -30,64 +22,27 @@ from typing import Any
 
 import ipywidgets as w
 
-from . import _options as opt
-from ._errors import UsageError, ZipkitError
-from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, TEMP_PREFIX, Plan, plan
-from ._report import Report
-from ._run import ProgressEvent, available_cpus, run_plan
-from ._table import format_bytes
+from .. import _options as opt
+from .._errors import UsageError, ZipkitError
+from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, Plan, plan
+from .._report import Report
+from .._run import ProgressEvent, available_cpus, run_plan
+from .._table import format_bytes
+from . import _settings as settings
+from ._layout import FormLayout, _esc
+from ._settings import DEFAULT_LEVEL as _DEFAULT_LEVEL
+from ._settings import MARKERS as _MARKERS
+from ._settings import as_list as _as_list
+from ._settings import scan_extensions
 
-__all__ = ["ZipForm", "scan_extensions"]
+__all__ = ["ZipForm"]
 
 log = logging.getLogger("zipkit")
 
-_DEFAULT_LEVEL = -1  # the level dropdown's "default" entry (the compressor's own default)
 _UI_INTERVAL = 0.1  # seconds between progress redraws (a callable may be called per MiB)
-_OWN, _MARKERS = "own", "markers"
 
 
-def scan_extensions(folder: str | os.PathLike[str]) -> list[tuple[str, int, int]]:
-    """The extensions of the regular files directly in ``folder``: ``(ext, count, bytes)``.
-
-    Extensions are lower-case and without the dot, sorted by name; files without an
-    extension and zipkit's temp files are left out.
-
-    Examples
-    --------
-    >>> scan_extensions("output/csv")  # doctest: +SKIP
-    [('csv', 33, 2011234)]
-    """
-    found: dict[str, list[int]] = {}
-    with os.scandir(folder) as entries:
-        for e in entries:
-            name = e.name
-            if name.startswith(TEMP_PREFIX) or "." not in name.lstrip("."):
-                continue
-            try:
-                if not e.is_file():
-                    continue
-                size = e.stat().st_size
-            except OSError:  # vanished or unreadable: not offered
-                continue
-            ext = name.rsplit(".", 1)[1].lower()
-            if not ext:
-                continue
-            slot = found.setdefault(ext, [0, 0])
-            slot[0] += 1
-            slot[1] += size
-    return [(ext, n, size) for ext, (n, size) in sorted(found.items())]
-
-
-def _words(text: str) -> list[str]:
-    """``"a, b ,,c"`` → ``['a', 'b', 'c']``."""
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _esc(text: object) -> str:
-    return html.escape(str(text))
-
-
-class ZipForm:
+class ZipForm(FormLayout):
     """A form to zip files by stem: folders, extensions, stems, options, Preview, Zip, Cancel.
 
     Parameters
@@ -132,17 +87,6 @@ class ZipForm:
     True
     """
 
-    CSS_CLASSES: tuple[str, ...] = (
-        "zipkit-form", "zipkit-root", "zipkit-source", "zipkit-scan", "zipkit-extensions",
-        "zipkit-stem-mode", "zipkit-markers-box", "zipkit-markers", "zipkit-marker-extensions",
-        "zipkit-contains", "zipkit-not-contains", "zipkit-pattern", "zipkit-regex", "zipkit-match",
-        "zipkit-output", "zipkit-compression", "zipkit-level", "zipkit-workers", "zipkit-overwrite",
-        "zipkit-verify", "zipkit-reproducible", "zipkit-delete-sources", "zipkit-confirm",
-        "zipkit-confirm-text", "zipkit-confirm-delete", "zipkit-keep-sources", "zipkit-preview",
-        "zipkit-zip", "zipkit-cancel", "zipkit-config-path", "zipkit-save-yaml", "zipkit-load-yaml",
-        "zipkit-progress", "zipkit-status", "zipkit-result",
-    )
-
     def __init__(
         self,
         source: str | os.PathLike[str] | None = None,
@@ -181,113 +125,8 @@ class ZipForm:
         self._extra_plan: dict[str, Any] = {}  # config settings the form has no control for
         self._extra_run: dict[str, Any] = {}
         self._last_draw = 0.0
-        wide = w.Layout(width="46em")
-        style = {"description_width": "11em"}
-
-        def text(name: str, description: str, placeholder: str = "", value: object = None) -> w.Text:
-            t = w.Text(value="" if value is None else str(value), description=description,
-                       placeholder=placeholder, continuous_update=False, layout=wide, style=style)
-            return self._tag(t, name)
-
-        # -- folders and stems ---------------------------------------------------------------
-        start = source if source is not None else (self.root if self.root is not None else None)
-        self.root_label = self._tag(w.HTML(
-            f"files are read and written only inside <code>{_esc(self.root)}</code>" if self.root else ""),
-            "root")
-        self.source = text("source", "source folder", "folder of the files to zip", start)
-        self.scan_button = self._tag(w.Button(description="Rescan", tooltip="look at the folder again"),
-                                     "scan")
-        self.extensions = self._tag(w.SelectMultiple(options=[], description="extensions", rows=5,
-                                                     layout=wide, style=style), "extensions")
-        self.stem_mode = self._tag(w.RadioButtons(
-            options=[("one archive per file stem (run1.dat + run1.log → run1.zip)", _OWN),
-                     ("stems from marker files in another folder", _MARKERS)],
-            value=_MARKERS if stems_from is not None else _OWN, description="stems", style=style,
-            layout=wide), "stem-mode")
-        self.markers = text("markers", "marker folder", "folder of the marker files (e.g. models)",
-                            stems_from)
-        self.marker_extensions = self._tag(w.SelectMultiple(options=[], description="marker extensions",
-                                                            rows=3, layout=wide, style=style),
-                                           "marker-extensions")
-        self.contains = text("contains", "stem contains", "all of these, comma-separated",
-                             ", ".join(_as_list(contains)))
-        self.not_contains = text("not-contains", "stem lacks", "none of these, comma-separated",
-                                 ", ".join(_as_list(not_contains)))
-        self.pattern = text("pattern", "stem pattern", "glob *PATTERN* on the marker stem", pattern)
-        self.regex = text("regex", "stem regex", "re.search on the marker stem", regex)
-        self.match = self._tag(w.Dropdown(options=[
-            ("prefix: longest stem + non-alphanumeric", "prefix"),
-            ("contains: old substring rule", "contains")], value=match, description="match",
-            style=style, layout=w.Layout(width="34em")), "match")
-        self.markers_box = self._tag(w.VBox([self.markers, self.marker_extensions, self.contains,
-                                             self.not_contains, self.pattern, self.regex, self.match]),
-                                     "markers-box")
-        self.output = text("output", "output folder", "empty: the source folder", output)
-
-        # -- archive options -----------------------------------------------------------------
-        self.compression = self._tag(w.Dropdown(options=list(COMPRESSIONS), value=compression,
-                                                description="compression", style=style), "compression")
-        self.level = self._tag(w.Dropdown(options=[("default", _DEFAULT_LEVEL)], value=_DEFAULT_LEVEL,
-                                          description="level", style=style), "level")
-        self.workers = self._tag(w.IntSlider(value=self.cpus, min=1, max=self.cpus, description="workers",
-                                             tooltip=f"1 … {self.cpus}; all CPUs is saved as 'auto'",
-                                             style=style), "workers")
-        self.overwrite = self._tag(w.Dropdown(options=[
-            ("always: rewrite existing archives", "always"),
-            ("never: skip existing archives", "never"),
-            ("update: rebuild only out-of-date archives", "update")], value=overwrite,
-            description="existing archives", style=style, layout=w.Layout(width="34em")), "overwrite")
-        self.verify = self._tag(w.Checkbox(value=verify, description="verify every archive (CRCs)",
-                                           indent=False), "verify")
-        self.reproducible = self._tag(w.Checkbox(value=reproducible, indent=False,
-                                                 description="reproducible (fixed timestamps)"),
-                                      "reproducible")
-        self.delete_sources = self._tag(w.Checkbox(value=False, indent=False,
-                                                   description="delete sources after archiving (asks first)"),
-                                        "delete-sources")
-        self.confirm_text = self._tag(w.HTML(), "confirm-text")
-        self.confirm_delete = self._tag(w.Button(description="Zip and delete sources", button_style="danger",
-                                                 icon="trash"), "confirm-delete")
-        self.keep_sources = self._tag(w.Button(description="Keep them, do not run"), "keep-sources")
-        self.confirm_box = self._tag(w.VBox([self.confirm_text, w.HBox([self.confirm_delete,
-                                                                         self.keep_sources])],
-                                            layout=w.Layout(display="none")), "confirm")
-
-        # -- actions, progress, result -------------------------------------------------------
-        self.preview_button = self._tag(w.Button(description="Preview", icon="eye",
-                                                 tooltip="show what would be written"), "preview")
-        self.zip_button = self._tag(w.Button(description="Zip", icon="file-archive-o",
-                                             button_style="primary"), "zip")
-        self.cancel_button = self._tag(w.Button(description="Cancel", icon="stop", disabled=True,
-                                                button_style="warning"), "cancel")
-        self.config_path = text("config-path", "YAML config", "e.g. zip_job.yml")
-        self.save_button = self._tag(w.Button(description="Save as YAML", icon="save"), "save-yaml")
-        self.load_button = self._tag(w.Button(description="Load YAML", icon="folder-open"), "load-yaml")
-        self.progress = self._tag(w.FloatProgress(value=0.0, min=0.0, max=1.0, description="",
-                                                  layout=w.Layout(width="46em")), "progress")
-        self.status = self._tag(w.HTML(), "status")
-        self.result = self._tag(w.HTML(), "result")
-
-        options = w.VBox([
-            w.HBox([self.compression, self.level]),
-            self.workers, self.overwrite,
-            w.HBox([self.verify, self.reproducible, self.delete_sources]),
-        ])
-        self.widget = self._tag(w.VBox([
-            self.root_label,
-            w.HBox([self.source, self.scan_button]),
-            self.extensions,
-            self.stem_mode,
-            self.markers_box,
-            self.output,
-            options,
-            w.HBox([self.preview_button, self.zip_button, self.cancel_button]),
-            self.confirm_box,
-            w.HBox([self.config_path, self.save_button, self.load_button]),
-            self.progress,
-            self.status,
-            self.result,
-        ]), "form")
+        self._build(source, output, stems_from, contains, not_contains, pattern, regex, match,
+                    compression, overwrite, verify, reproducible)
 
         # -- behaviour -----------------------------------------------------------------------
         self.source.observe(lambda _: self.scan(), "value")
@@ -334,11 +173,6 @@ class ZipForm:
         display(self)
 
     # -- helpers -----------------------------------------------------------------------------
-    @staticmethod
-    def _tag(widget: w.DOMWidget, name: str) -> Any:
-        widget.add_class(f"zipkit-{name}")
-        return widget
-
     def _say(self, text: str, kind: str = "info") -> None:
         """Put ``text`` on the status line (``kind``: info, ok, error, busy)."""
         self.message = text
@@ -358,16 +192,7 @@ class ZipForm:
 
     def _path(self, text: str, what: str) -> Path:
         """The folder or file named in a field, made absolute; refused when outside ``root``."""
-        raw = text.strip()
-        if not raw:
-            raise UsageError(f"{what}: give a path")
-        p = Path(raw).expanduser()
-        if not p.is_absolute():
-            p = (self.root if self.root is not None else Path.cwd()) / p
-        p = p.resolve()
-        if self.root is not None and not p.is_relative_to(self.root):
-            raise UsageError(f"{what} {p} is outside the folder this form may use ({self.root}); refused")
-        return p
+        return settings.resolve_path(text, what, self.root)
 
     def _busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -418,7 +243,7 @@ class ZipForm:
 
     def _set_levels(self, level: int | None = None) -> None:
         current = self.level.value if level is None else level
-        allowed = _levels(self.compression.value)
+        allowed = settings.levels(self.compression.value)
         self.level.options = [("default", _DEFAULT_LEVEL)] + [(str(i), i) for i in allowed]
         self.level.value = current if current in allowed else _DEFAULT_LEVEL
 
@@ -427,6 +252,18 @@ class ZipForm:
         self.workers.value = self.workers.max if workers == "auto" else min(int(workers), self.workers.max)
 
     # -- settings ----------------------------------------------------------------------------
+    def values(self) -> settings.FormValues:
+        """What the controls hold now, as plain values."""
+        return settings.FormValues(
+            source=self.source.value, extensions=tuple(self.extensions.value),
+            stem_mode=self.stem_mode.value, markers=self.markers.value,
+            marker_extensions=tuple(self.marker_extensions.value), contains=self.contains.value,
+            not_contains=self.not_contains.value, pattern=self.pattern.value, regex=self.regex.value,
+            match=self.match.value, output=self.output.value, compression=self.compression.value,
+            level=self.level.value, workers=self.workers.value, max_workers=self.workers.max,
+            overwrite=self.overwrite.value, verify=self.verify.value,
+            reproducible=self.reproducible.value, delete_sources=self.delete_sources.value)
+
     def plan_kwargs(self) -> dict[str, Any]:
         """The arguments of :func:`zipkit.plan` that the form's controls give.
 
@@ -435,43 +272,11 @@ class ZipForm:
         zipkit.UsageError
             A folder is missing or outside ``root``, or no extension is picked.
         """
-        if not self.extensions.value:
-            raise UsageError("pick at least one extension to archive")
-        kw: dict[str, Any] = {
-            "source": self._path(self.source.value, "source folder"),
-            "extensions": list(self.extensions.value),
-            "output": self._path(self.output.value, "output folder") if self.output.value.strip() else None,
-            "overwrite": self.overwrite.value,
-            "compression": self.compression.value,
-            "level": None if self.level.value == _DEFAULT_LEVEL else self.level.value,
-            "verify": self.verify.value,
-            "delete_sources": self.delete_sources.value,
-            "reproducible": self.reproducible.value,
-        }
-        if self.stem_mode.value == _MARKERS:
-            if not self.marker_extensions.value:
-                raise UsageError("pick at least one marker extension (e.g. yml)")
-            kw.update(
-                stems_from=self._path(self.markers.value, "marker folder"),
-                stem_extensions=list(self.marker_extensions.value),
-                match=self.match.value,
-                contains=_words(self.contains.value) or None,
-                not_contains=_words(self.not_contains.value) or None,
-                pattern=self.pattern.value.strip() or None,
-                regex=self.regex.value.strip() or None,
-            )
-        for key, value in self._extra_plan.items():
-            kw.setdefault(key, value)
-        return kw
+        return settings.plan_kwargs(self.values(), self.root, self._extra_plan)
 
     def run_kwargs(self) -> dict[str, Any]:
         """The arguments of :func:`zipkit.run_plan` that the form gives (not progress or cancel)."""
-        n = self.workers.value
-        kw: dict[str, Any] = {"workers": "auto" if n >= self.workers.max else n,
-                              "save_error_reports": True}
-        for key, value in self._extra_run.items():
-            kw.setdefault(key, value)
-        return kw
+        return settings.run_kwargs(self.values(), self._extra_run)
 
     # -- preview -----------------------------------------------------------------------------
     def preview(self) -> Plan:
@@ -620,7 +425,7 @@ class ZipForm:
 
         ``path`` defaults to the config field. Folders are written relative to the config's folder.
         """
-        from ._config import settings_to_yaml
+        from .._config import settings_to_yaml
 
         target = self._path(str(path) if path is not None else self.config_path.value, "config file")
         if target.suffix.lower() not in (".yml", ".yaml"):
@@ -634,7 +439,7 @@ class ZipForm:
 
     def load_yaml(self, path: str | os.PathLike[str] | None = None) -> None:
         """Fill the form from a YAML config (zipkit's or the old tool's schema)."""
-        from ._config import load_config
+        from .._config import load_config
 
         source = self._path(str(path) if path is not None else self.config_path.value, "config file")
         cfg = load_config(source)
@@ -655,71 +460,30 @@ class ZipForm:
         Settings the form has no control for (``timeout``, ``durable``, size filters …) are
         kept and passed on unchanged. Returns notes on settings that the form cannot honour.
         """
-        kw = dict(plan_kwargs)
-        run = dict(run_kwargs or {})
-        # Check everything before touching a control: a bad setting leaves the form as it was.
-        plan_defaults = {k: v.default for k, v in inspect.signature(plan).parameters.items()}
-        run_names = set(inspect.signature(run_plan).parameters) - {"plan"}
-        unknown = sorted(set(kw) - set(plan_defaults)) + sorted(set(run) - run_names)
-        if unknown:
-            raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
-        match = kw.pop("match", None) or "prefix"
-        overwrite = kw.pop("overwrite", None) or "always"
-        compression = kw.pop("compression", None) or "deflate"
-        opt.choice(match, MATCH_MODES, "match")
-        opt.choice(overwrite, OVERWRITE_POLICIES, "overwrite")
-        opt.choice(compression, COMPRESSIONS, "compression")
-        workers = opt.WORKERS(run.pop("workers", None), "workers") or "auto"
-        opt.compression_level(kw.get("level"), compression)
-        opt.SECONDS(kw.get("timeout"), "timeout")  # kept for the run: refused now, not at Zip
-        opt.kib_range(kw.get("min_size_kb"), kw.get("max_size_kb"))
-        opt.REGEX(kw.get("regex"), "regex")
+        loaded = settings.from_kwargs(plan_kwargs, run_kwargs)  # checks all before touching a control
+        v = loaded.values
         notes: list[str] = []
         self._drop_pending()
-
-        def take(key: str, default: Any = None) -> Any:
-            return kw.pop(key, default)
-
-        source, exts = take("source"), _as_list(take("extensions"))
-        output, stems_from = take("output"), take("stems_from")
-        stem_exts = _as_list(take("stem_extensions"))
-        self.stem_mode.value = _MARKERS if stems_from is not None else _OWN
-        self.markers.value = "" if stems_from is None else str(stems_from)
-        errors = [self._safe_scan(self.markers, self.marker_extensions, stem_exts)]
-        self.contains.value = ", ".join(_as_list(take("contains")))
-        self.not_contains.value = ", ".join(_as_list(take("not_contains")))
-        self.pattern.value = take("pattern") or ""
-        self.regex.value = take("regex") or ""
-        self.match.value = match
-        self.source.value = "" if source is None else str(source)
-        errors.append(self._safe_scan(self.source, self.extensions, exts))
+        self.stem_mode.value = v.stem_mode
+        self.markers.value = v.markers
+        errors = [self._safe_scan(self.markers, self.marker_extensions, v.marker_extensions)]
+        self.contains.value = v.contains
+        self.not_contains.value = v.not_contains
+        self.pattern.value = v.pattern
+        self.regex.value = v.regex
+        self.match.value = v.match
+        self.source.value = v.source
+        errors.append(self._safe_scan(self.source, self.extensions, v.extensions))
         self._say_scan(errors)
-        self.output.value = "" if output is None else str(output)
-        self.overwrite.value = overwrite
-        self.compression.value = compression
-        level = take("level")
-        self._set_levels(_DEFAULT_LEVEL if level is None else level)
-        self.verify.value = bool(take("verify", False))
-        self.reproducible.value = bool(take("reproducible", False))
-        self.delete_sources.value = bool(take("delete_sources", False))
-        self._extra_plan = {k: v for k, v in kw.items() if v != plan_defaults[k]}
-        self._set_workers(workers)
-        for key in ("progress", "cancel", "save_error_reports"):  # the form sets these itself
-            run.pop(key, None)
-        self._extra_run = {k: v for k, v in run.items() if v is not None}
+        self.output.value = v.output
+        self.overwrite.value = v.overwrite
+        self.compression.value = v.compression
+        self._set_levels(v.level)
+        self.verify.value = v.verify
+        self.reproducible.value = v.reproducible
+        self.delete_sources.value = v.delete_sources
+        self._extra_plan = loaded.extra_plan
+        self._set_workers(v.workers)
+        self._extra_run = loaded.extra_run
         self.plan = None
         return notes
-
-
-def _levels(compression: str) -> range:
-    """The levels the level dropdown offers for ``compression``: zipkit._options.LEVELS."""
-    low, top = opt.LEVELS[compression]
-    return range(low, top + 1)
-
-
-def _as_list(value: str | os.PathLike[str] | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [str(value)]
-    return [str(v) for v in value]

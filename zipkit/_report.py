@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from ._table import format_bytes, html_table, text_table
+from ._table import NOTHING, format_bytes, html_table, text_table
 
 __all__ = ["Report", "StemResult"]
 
@@ -145,7 +145,7 @@ class Report:
         """One line of tuning advice when the run was bound by something the user can change."""
         done = [r for r in self.results if r.status == "ok"]
         ran = [r for r in self.results if r.status not in ("skipped", "cancelled")]
-        if not done or self.seconds < 0.5:
+        if not done or self.seconds < 0.5 or self.cancelled:  # a stopped run says nothing of tuning
             return None
         compressors = {r.compressor for r in done}
         if len(ran) < self.workers and self.workers > 1:
@@ -182,12 +182,19 @@ class Report:
                 f"{format_bytes(self.bytes_out)}{ratio} in {self.seconds:.2f} s "
                 f"({format_bytes(self.throughput)}/s, {self.workers} worker(s), {self.executor})")
 
+    def _in_table_order(self) -> list[StemResult]:
+        """Failures first (failed, timed out), then the rest in the order of the plan."""
+        return sorted(self.results, key=lambda r: r.status not in ("failed", "timed_out"))
+
     def _rows(self) -> list[list[object]]:
         rows = []
-        for r in self.results:
+        for r in self._in_table_order():
             note = r.message if r.status != "ok" else ("retried" if r.attempts > 1 else "")
-            rows.append([r.stem, r.status, len(r.files), format_bytes(r.bytes_in),
-                         format_bytes(r.bytes_out), f"{r.seconds:.2f} s", note])
+            ran = r.status not in ("skipped", "cancelled")  # "—" for what did not happen
+            rows.append([r.stem, r.status.replace("_", " "), len(r.files),
+                         format_bytes(r.bytes_in) if ran else NOTHING,
+                         format_bytes(r.bytes_out) if r.status == "ok" else NOTHING,
+                         f"{r.seconds:.2f} s" if ran else NOTHING, note])
         return rows
 
     _HEADERS = ("stem", "status", "files", "in", "out", "time", "note")
@@ -237,7 +244,7 @@ class Report:
             "<div class='zipkit-report'>"
             f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>"
             + html_table(self._HEADERS, self._rows(), css_class="zipkit-report-table",
-                         row_classes=[f"zipkit-{r.status}" for r in self.results])
+                         row_classes=[f"zipkit-{r.status}" for r in self._in_table_order()])
             + (f"<ul>{notes}</ul>" if notes else "") + failures + "</div>"
         )
 

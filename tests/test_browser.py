@@ -150,6 +150,20 @@ def pick(page, css: str, *exts: str) -> None:
     page.locator(f"{css} select").select_option(value=values)
 
 
+def unfold(page, css: str, index: int = 0) -> None:
+    """Open section ``index`` of the accordion ``css`` (marker filters, archive options) if folded."""
+    section = page.locator(f"{css} .jupyter-widget-Collapse").nth(index)
+    if "lm-mod-hidden" in (section.locator(".jupyter-widget-Collapse-contents").get_attribute("class") or ""):
+        section.locator(".jupyter-widget-Collapse-header").click()
+    expect_visible(section.locator(".jupyter-widget-Collapse-contents"))
+
+
+def expect_visible(locator) -> None:
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible()
+
+
 def status(page) -> str:
     return page.locator(".zipkit-status").inner_text()
 
@@ -243,6 +257,7 @@ def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served):
     pick(page, ".zipkit-extensions", "dat")
     page.locator(".zipkit-stem-mode input[type=radio]").nth(0).check()
     fill(page, ".zipkit-output", str(out))
+    unfold(page, ".zipkit-options")
     page.locator(".zipkit-compression select").select_option("bzip2")
     # bzip2 has no level 0: once it is gone the level choices are bzip2's (they sync by index)
     expect(page.locator(".zipkit-level option", has_text=re.compile(r"^0$"))).to_have_count(0)

@@ -43,6 +43,7 @@ class ProgressEvent:
     stems_total: int
     failed: int
     result: StemResult | None = None
+    stem: str | None = None  #: the stem whose bytes were just read (None when a stem ends)
 
 
 class Cancelled(BaseException):
@@ -107,10 +108,10 @@ class _Progress:
                 fix["failed"] = str(self.failed)
             self.bar.set_postfix(fix, refresh=False)
 
-    def _emit(self, result: StemResult | None = None) -> None:
+    def _emit(self, result: StemResult | None = None, stem: str | None = None) -> None:
         if self.callback is not None:
             self.callback(ProgressEvent(self.done, self.total, self.stems_done, self.stems_total,
-                                        self.failed, result))
+                                        self.failed, result, stem))
 
     def add(self, stem: str, n: int) -> None:
         """``n`` more bytes of ``stem`` were read."""
@@ -118,7 +119,7 @@ class _Progress:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
-        self._emit()
+        self._emit(stem=stem)
 
     def forget(self, stem: str) -> None:
         """``stem`` will run again: take back the bytes it had reported."""

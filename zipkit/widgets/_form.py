@@ -12,15 +12,18 @@ and config path must lie inside ``root``; others are refused.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import dataclasses
+import html
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import ipywidgets as w
 
 from .. import _options as opt
 from .._errors import UsageError, ZipkitError
@@ -40,6 +43,18 @@ __all__ = ["ZipForm"]
 log = logging.getLogger("zipkit")
 
 _UI_INTERVAL = 0.1  # seconds between progress redraws (a callable may be called per MiB)
+_DOWNLOAD_MAX = 8 << 20  # archives up to this size are offered as downloads (data: links)
+_DOWNLOAD_TOTAL = 32 << 20  # and at most this much in all (the links travel to the browser)
+_MAX_CHIPS = 200  # stems shown one by one in the live status; the rest are counted
+_ORDER = ("failed", "timed_out", "zipping", "queued", "done", "skipped", "cancelled")
+_STATE = {"ok": "done"}  # a stem's status in the report → its live state (others as they are)
+
+
+def _clock(seconds: float) -> str:
+    """``75`` → ``'01:15'``, ``3725`` → ``'1:02:05'`` (tqdm's way)."""
+    m, s = divmod(int(seconds + 0.5), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 class ZipForm(FormLayout):
@@ -125,6 +140,9 @@ class ZipForm(FormLayout):
         self._extra_plan: dict[str, Any] = {}  # config settings the form has no control for
         self._extra_run: dict[str, Any] = {}
         self._last_draw = 0.0
+        self._quiet = 0  # > 0 while the form itself changes controls
+        self._started = 0.0  # time.monotonic() when the run began
+        self._stem_state: dict[str, str] = {}  # stem → queued, zipping, done, failed …
         self._build(source, output, stems_from, contains, not_contains, pattern, regex, match,
                     compression, overwrite, verify, reproducible)
 
@@ -139,23 +157,20 @@ class ZipForm(FormLayout):
         self.cancel_button.on_click(lambda _: self.cancel())
         self.confirm_delete.on_click(lambda _: self._guard(self._confirmed))
         self.keep_sources.on_click(lambda _: self._drop_pending("not run: sources kept"))
-        self.save_button.on_click(lambda _: self._guard(self.save_yaml))
-        self.load_button.on_click(lambda _: self._guard(self.load_yaml))
-        for control in (self.source, self.extensions, self.stem_mode, self.markers, self.marker_extensions,
-                        self.contains, self.not_contains, self.pattern, self.regex, self.match, self.output,
-                        self.compression, self.level, self.overwrite, self.verify, self.reproducible,
-                        self.delete_sources):
-            control.observe(lambda _: self._drop_pending(), "value")
+        self.save_button.on_click(lambda _: self._guard(self.save_yaml, "config_path"))
+        self.load_button.on_click(lambda _: self._guard(self.load_yaml, "config_path"))
+        for control in self.inputs():
+            control.observe(self._input_changed, "value")
 
         self._set_levels(level)
         self._show_mode()
         if workers is not None:
             self._set_workers(workers)
-        self._say_scan([self._safe_scan(self.source, self.extensions, _as_list(extensions)),
-                        self._safe_scan(self.markers, self.marker_extensions, _as_list(stem_extensions))])
+        self._say_scan([self._safe_scan("source", _as_list(extensions)),
+                        self._safe_scan("markers", _as_list(stem_extensions))])
         if config is not None:
             self.config_path.value = str(config)
-            self._guard(self.load_yaml)
+            self._guard(self.load_yaml, "config_path")
 
     # -- display -----------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
@@ -180,15 +195,78 @@ class ZipForm(FormLayout):
         self.status.value = (f"<span class='zipkit-status-{kind}' style='color:{color}'>"
                              f"{_esc(text)}</span>")
 
-    def _guard(self, action) -> None:
-        """Run a button's action; show what went wrong on the status line instead of raising."""
+    def _guard(self, action: Callable[[], object], field: str | None = None) -> None:
+        """Run a button's action; show what went wrong (on the fields at fault and the status line)
+        instead of raising. ``field``: the field an error of this action belongs to."""
         try:
             action()
-        except ZipkitError as e:
+        except settings.FormError as e:
+            self._show_errors(e.fields)
             self._say(f"error: {e}", "error")
+        except ZipkitError as e:
+            text = settings.form_words(str(e))
+            if field is not None:
+                self._mark(field, text)
+            self._say(f"error: {text}", "error")
         except Exception as e:  # the form must not die on an unexpected error; say it, log it
             log.exception("zipkit form: %s failed", getattr(action, "__name__", "action"))
             self._say(f"error: {type(e).__name__}: {e}", "error")
+
+    # -- marks on the fields at fault ---------------------------------------------------------
+    def _mark(self, name: str, message: str | None) -> None:
+        """Mark field ``name`` invalid with ``message`` beside it, or clear its mark (None)."""
+        control, note = getattr(self, name), self.field_errors[name]
+        if message:
+            control.add_class("zipkit-invalid")
+            note.value = f"⚠ {_esc(message)}"
+            note.layout.display = ""
+            if name == "regex":  # a folded field at fault is unfolded, so that its message shows
+                self.filters.selected_index = 0
+            elif name in ("level", "config_path"):
+                self.options.selected_index = 0 if name == "level" else 1
+        elif "zipkit-invalid" in control._dom_classes:
+            control.remove_class("zipkit-invalid")
+            note.value = ""
+            note.layout.display = "none"
+
+    def marked(self) -> dict[str, str]:
+        """The fields marked invalid now and their messages (plain text)."""
+        return {name: html.unescape(self.field_errors[name].value).removeprefix("⚠ ")
+                for name in self.FIELDS if "zipkit-invalid" in getattr(self, name)._dom_classes}
+
+    def _show_errors(self, fields: dict[str, str]) -> None:
+        for name in self.FIELDS:
+            if name != "config_path":  # only Save/Load judge the config path
+                self._mark(name, fields.get(name))
+
+    def _input_changed(self, _change: object = None) -> None:
+        """A person changed a control: withdraw the delete question, clear marks on fields now
+        fixed, and clear results that no longer describe the form."""
+        if self._quiet:
+            return
+        self._drop_pending()
+        marked = self.marked()
+        if marked:
+            bad = settings.check(self.values(), self.root)
+            for name in marked:
+                if name != "config_path":
+                    self._mark(name, bad.get(name))
+            if not self.marked() and self.message.startswith("error:"):
+                self._say("")
+        if not self._busy() and (self.result.value or self.downloads.value):
+            self.result.value = self.downloads.value = self.stems.value = self.progress_text.value = ""
+            self.progress.value, self.progress.bar_style = 0.0, ""
+            if not self.message.startswith("error:"):
+                self._say("")
+
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """Changes made by the form itself (new options, a level kept) are not a person's edits."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
 
     def _path(self, text: str, what: str) -> Path:
         """The folder or file named in a field, made absolute; refused when outside ``root``."""
@@ -200,39 +278,44 @@ class ZipForm(FormLayout):
     # -- scanning ----------------------------------------------------------------------------
     def scan(self) -> None:
         """Look at the source (and marker) folder again and offer the extensions found there."""
-        errors = [self._safe_scan(self.source, self.extensions)]
+        errors = [self._safe_scan("source")]
         if self.stem_mode.value == _MARKERS:
-            errors.append(self._safe_scan(self.markers, self.marker_extensions))
+            errors.append(self._safe_scan("markers"))
         self._say_scan(errors)
 
     def _scan_markers(self) -> None:
-        self._say_scan([self._safe_scan(self.markers, self.marker_extensions)])
+        self._say_scan([self._safe_scan("markers")])
 
     def _say_scan(self, errors: list[str | None]) -> None:
         found = [e for e in errors if e]
         if found:
             self._say("error: " + "; ".join(found), "error")
-        elif self.message.startswith("error:"):
+        elif self.message.startswith("error:") and not self.marked():
             self._say("")
 
-    def _safe_scan(self, field: w.Text, choice: w.SelectMultiple, wanted: Iterable[str] = ()) -> str | None:
-        """Offer the extensions found in ``field``'s folder in ``choice``; return what went wrong."""
+    def _safe_scan(self, name: str, wanted: Iterable[str] = ()) -> str | None:
+        """Offer the extensions found in folder field ``name`` (source or markers) in its list;
+        mark the field and return the message when the folder cannot be listed."""
+        field = getattr(self, name)
+        choice = self.extensions if name == "source" else self.marker_extensions
         keep = [e.lstrip(".").lower() for e in wanted] or list(choice.value)
         found: list[tuple[str, int, int]] = []
         error = None
         if field.value.strip():
             try:
-                found = scan_extensions(self._path(field.value, field.description))
+                found = scan_extensions(settings.folder(field.value, field.description, self.root))
             except ZipkitError as e:
                 error = str(e)
             except OSError as e:
-                error = f"cannot list {field.value.strip()}: {e.strerror or e}"
+                error = f"cannot list {field.description} {field.value.strip()}: {e.strerror or e}"
+        self._mark(name, error)
         seen = {ext for ext, _, _ in found}
         opts = [(f"{ext} — {n} file{'s' if n != 1 else ''}, {format_bytes(size)}", ext)
                 for ext, n, size in found]
         opts += [(f"{ext} — no files here", ext) for ext in keep if ext not in seen]
-        choice.options = opts
-        choice.value = tuple(e for e in keep if e in {v for _, v in opts})
+        with self._quietly(), choice.hold_sync():
+            choice.options = opts
+            choice.value = tuple(e for e in keep if e in {v for _, v in opts})
         return error
 
     def _show_mode(self) -> None:
@@ -240,12 +323,20 @@ class ZipForm(FormLayout):
         self.markers_box.layout.display = "" if markers else "none"
         if markers:
             self._scan_markers()
+        else:  # marks on hidden fields would be messages nobody can see or fix
+            for name in ("markers", "marker_extensions", "regex"):
+                self._mark(name, None)
 
     def _set_levels(self, level: int | None = None) -> None:
+        """Offer the levels of the compression chosen; keep the level when it is one of them.
+
+        Options and value go to the browser in one message (``hold_sync``): sent apart, a quick
+        second change of compression could leave the dropdown blank."""
         current = self.level.value if level is None else level
         allowed = settings.levels(self.compression.value)
-        self.level.options = [("default", _DEFAULT_LEVEL)] + [(str(i), i) for i in allowed]
-        self.level.value = current if current in allowed else _DEFAULT_LEVEL
+        with self._quietly(), self.level.hold_sync():
+            self.level.options = [("default", _DEFAULT_LEVEL)] + [(str(i), i) for i in allowed]
+            self.level.value = current if current in allowed else _DEFAULT_LEVEL
 
     def _set_workers(self, workers: int | str) -> None:
         workers = opt.WORKERS(workers, "workers") or "auto"
@@ -328,10 +419,12 @@ class ZipForm(FormLayout):
 
     def _launch(self, ready: Plan | None) -> None:
         plan_kw = None if ready is not None else self.plan_kwargs()  # errors show before any thread
-        run_kw = self.run_kwargs()
+        self._show_errors({})
+        # The form writes the error report itself, and only when a stem failed (not on Cancel).
+        run_kw = {**self.run_kwargs(), "save_error_reports": None}
         self._cancel = threading.Event()
         self.report = None
-        self.result.value = ""
+        self.result.value = self.downloads.value = self.stems.value = self.progress_text.value = ""
         self.progress.value, self.progress.max, self.progress.bar_style = 0.0, 1.0, ""
         self._set_running(True)
         self._say("planning …", "busy")
@@ -346,10 +439,16 @@ class ZipForm(FormLayout):
             p = ready if ready is not None else plan(**(plan_kw or {}))
             self.plan = p
             self.progress.max = max(1, p.total_bytes)
+            self._stem_state = {s.stem: "queued" for s in p.to_write}
+            self._started = time.monotonic()
             self._say(f"zipping {len(p.to_write)} stem(s), {format_bytes(p.total_bytes)} …", "busy")
+            self._draw_stems()
             report = run_plan(p, progress=self._on_progress, cancel=cancel, **run_kw)
+            if report.failed:
+                report = dataclasses.replace(report, error_report=report.save_error_report(
+                    p.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json"))
         except ZipkitError as e:
-            self._say(f"error: {e}", "error")
+            self._say(f"error: {settings.form_words(str(e))}", "error")
             self.progress.bar_style = "danger"
         except Exception as e:  # a thread has no caller to raise to: say it on the form, log it
             log.exception("zipkit form: run failed")
@@ -361,6 +460,10 @@ class ZipForm(FormLayout):
             self._show_report(report)
 
     def _on_progress(self, ev: ProgressEvent) -> None:
+        if ev.result is not None:
+            self._stem_state[ev.result.stem] = _STATE.get(ev.result.status, ev.result.status)
+        elif ev.stem is not None and self._stem_state.get(ev.stem) == "queued":
+            self._stem_state[ev.stem] = "zipping"
         now = time.monotonic()
         if ev.result is None and now - self._last_draw < _UI_INTERVAL:
             return
@@ -369,31 +472,106 @@ class ZipForm(FormLayout):
         self.progress.value = min(ev.bytes_done, ev.bytes_total)
         pct = f" ({ev.bytes_done / ev.bytes_total:.0%})" if ev.bytes_total else ""
         failed = f", {ev.failed} failed" if ev.failed else ""
+        elapsed = now - self._started
+        rate = ev.bytes_done / elapsed if elapsed > 0 else 0.0
+        eta = _clock((ev.bytes_total - ev.bytes_done) / rate) if rate > 0 else "?"
+        timing = f"{format_bytes(rate)}/s, elapsed {_clock(elapsed)}, ETA {eta}"
         cancelling = " — cancelling …" if self._cancel is not None and self._cancel.is_set() else ""
+        self.progress_text.value = _esc(timing)
         self._say(f"zipping: {ev.stems_done}/{ev.stems_total} stems, {format_bytes(ev.bytes_done)} of "
-                  f"{format_bytes(ev.bytes_total)}{pct}{failed}{cancelling}", "busy")
+                  f"{format_bytes(ev.bytes_total)}{pct}{failed}, {timing}{cancelling}", "busy")
+        self._draw_stems()
+
+    def _draw_stems(self) -> None:
+        """The live per-stem status: counts, then one chip per stem (those at work first)."""
+        states = self._stem_state
+        counts = {k: sum(1 for v in states.values() if v == k) for k in _ORDER}
+        head = " · ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        order = sorted(states, key=lambda s: _ORDER.index(states[s]) if states[s] in _ORDER else 0)
+        chips = "".join(f"<span class='zipkit-stem zipkit-stem-{states[s]}' title='{_esc(states[s])}'>"
+                        f"{_esc(s)}</span>" for s in order[:_MAX_CHIPS])
+        more = f" … {len(order) - _MAX_CHIPS} more" if len(order) > _MAX_CHIPS else ""
+        self.stems.value = f"<div class='zipkit-stems-head'>{_esc(head)}</div><div>{chips}{more}</div>"
+
+    def _deleted(self, report: Report) -> tuple[int, int]:
+        """How many source files the run deleted, and their bytes (sizes as planned)."""
+        sizes = {(s.stem, f.name): f.size for s in (self.plan.stems if self.plan else ()) for f in s.files}
+        gone = [(r.stem, name) for r in report.results for name in r.deleted]
+        return len(gone), sum(sizes.get(k, 0) for k in gone)
 
     def _show_report(self, report: Report) -> None:
         self.report = report
-        parts = [report._repr_html_()]
+        parts = []
+        n_deleted, bytes_deleted = self._deleted(report)
+        deleted = (f"; deleted {n_deleted} source file{'s' if n_deleted != 1 else ''}, "
+                   f"{format_bytes(bytes_deleted)}" if n_deleted else "")
+        if deleted:
+            parts.append(f"<p class='zipkit-deleted'><b>{_esc(deleted[2:].capitalize())}</b> "
+                         f"(each after its archive was written, fsynced and verified).</p>")
+        parts.append(report._repr_html_())
         if report.error_report is not None:
             parts.append(f"<p class='zipkit-error-report'>error report: "
                          f"<code>{_esc(report.error_report)}</code></p>")
         self.result.value = "".join(parts)
+        self.downloads.value = self._links(report)
+        for r in report.results:  # stems that never ran (cancelled) send no event of their own
+            self._stem_state[r.stem] = _STATE.get(r.status, r.status)
+        elapsed = time.monotonic() - self._started
+        self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {_clock(elapsed)}, "
+                                        f"{format_bytes(report.throughput)}/s")
+        self._draw_stems()
+        if n_deleted:  # the counts offered no longer hold: the deleted files are gone
+            self._say_scan([self._safe_scan("source")])
         if report.cancelled:
             self.progress.bar_style = "warning"
-            self._say(f"cancelled: {report.summary_line()}", "error")
+            done = len(report.ok)
+            again = (f"; press Zip again for the {len(report.cancelled)} cancelled stem(s)"
+                     + (" (existing archives: “update” skips the "
+                        f"{done} already written)" if done and self.overwrite.value != "update" else ""))
+            self._say(f"cancelled: {report.summary_line()}{deleted}{again}", "error")
         elif report.failed:
             self.progress.bar_style = "danger"
-            self._say(f"done with failures: {report.summary_line()}", "error")
+            self._say(f"done with failures: {report.summary_line()}{deleted}", "error")
         else:
             self.progress.value = self.progress.max
             self.progress.bar_style = "success"
-            self._say(f"done: {report.summary_line()}", "ok")
+            self._say(f"done: {report.summary_line()}{deleted}", "ok")
+
+    def _links(self, report: Report) -> str:
+        """Downloads of the archives written, so that they can be had from a served form (Voilà).
+
+        Voilà serves no files outside its notebook folder by default, so small archives are
+        offered as ``data:`` links (the browser saves them; nothing is served); larger ones are
+        named with their folder."""
+        written = [r for r in report.ok if r.status == "ok" and r.archive is not None]
+        if not written:
+            return ""
+        links, budget = [], _DOWNLOAD_TOTAL
+        for r in written:
+            path = Path(r.archive)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            name = _esc(path.name)
+            if size <= min(_DOWNLOAD_MAX, budget):
+                budget -= size
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                links.append(f"<a class='zipkit-download' download='{name}' "
+                             f"href='data:application/zip;base64,{data}'>{name}</a>")
+            else:
+                links.append(f"<span class='zipkit-too-big' title='{_esc(path)}'>{name} "
+                             f"({_esc(format_bytes(size))})</span>")
+        folder = _esc(Path(written[0].archive).parent)
+        return (f"<div><b>download</b> ({len(written)} archive{'s' if len(written) != 1 else ''} in "
+                f"<code>{folder}</code>; those over {format_bytes(_DOWNLOAD_MAX)} only there): "
+                + " ".join(links) + "</div>")
 
     def _set_running(self, running: bool) -> None:
-        for b in (self.preview_button, self.zip_button, self.load_button, self.scan_button):
-            b.disabled = running
+        """Lock every input and action but Cancel while a run goes; unlock after."""
+        for c in (*self.inputs(), self.preview_button, self.zip_button, self.load_button,
+                  self.save_button, self.scan_button):
+            c.disabled = running
         self.cancel_button.disabled = not running
 
     def cancel(self) -> None:
@@ -466,14 +644,14 @@ class ZipForm(FormLayout):
         self._drop_pending()
         self.stem_mode.value = v.stem_mode
         self.markers.value = v.markers
-        errors = [self._safe_scan(self.markers, self.marker_extensions, v.marker_extensions)]
+        errors = [self._safe_scan("markers", v.marker_extensions)]
         self.contains.value = v.contains
         self.not_contains.value = v.not_contains
         self.pattern.value = v.pattern
         self.regex.value = v.regex
         self.match.value = v.match
         self.source.value = v.source
-        errors.append(self._safe_scan(self.source, self.extensions, v.extensions))
+        errors.append(self._safe_scan("source", v.extensions))
         self._say_scan(errors)
         self.output.value = v.output
         self.overwrite.value = v.overwrite

@@ -13,7 +13,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from .._plan import COMPRESSIONS
+from .._plan import COMPRESSIONS, OVERWRITE_POLICIES
 from ._settings import DEFAULT_LEVEL as _DEFAULT_LEVEL
 from ._settings import MARKERS as _MARKERS
 from ._settings import OWN as _OWN
@@ -38,8 +38,19 @@ class FormLayout:
         "zipkit-confirm-text", "zipkit-confirm-delete", "zipkit-keep-sources", "zipkit-preview",
         "zipkit-zip", "zipkit-cancel", "zipkit-config-path", "zipkit-save-yaml", "zipkit-load-yaml",
         "zipkit-progress", "zipkit-status", "zipkit-result",
+        # added with the task layout (issue 16); the names above are kept as they were
+        "zipkit-actions", "zipkit-filters", "zipkit-options", "zipkit-progress-text", "zipkit-stems",
+        "zipkit-downloads", "zipkit-style",
+        *(f"zipkit-{name}-error" for name in ("source", "extensions", "markers", "marker-extensions",
+                                               "output", "regex", "level", "config-path")),
     )
 
+    #: The fields that can be marked invalid: FormValues field → CSS name of the control.
+    FIELDS: dict[str, str] = {
+        "source": "source", "extensions": "extensions", "markers": "markers",
+        "marker_extensions": "marker-extensions", "output": "output", "regex": "regex", "level": "level",
+        "config_path": "config-path",
+    }
 
     root: Any
     cpus: int
@@ -64,14 +75,30 @@ class FormLayout:
         verify: bool,
         reproducible: bool,
     ) -> None:
-        """Make every control (initial values as given) and :attr:`widget`, the whole form."""
-        wide = w.Layout(width="46em")
-        style = {"description_width": "11em"}
+        """Make every control (initial values as given) and :attr:`widget`, the whole form.
+
+        Laid out for the task: the inputs that matter on the left (folders, extensions, stems),
+        the actions, status and progress beside them at the top, marker filters and archive
+        options folded away, the result below.
+        """
+        wide = w.Layout(width="40em")
+        style = {"description_width": "10em"}
 
         def text(name: str, description: str, placeholder: str = "", value: object = None) -> w.Text:
             t = w.Text(value="" if value is None else str(value), description=description,
                        placeholder=placeholder, continuous_update=False, layout=wide, style=style)
             return self._tag(t, name)
+
+        def error(name: str) -> w.HTML:
+            e = self._tag(w.HTML(layout=w.Layout(display="none", margin="0 0 4px 10.5em")), f"{name}-error")
+            e.add_class("zipkit-field-error")
+            return e
+
+        self.field_errors: dict[str, w.HTML] = {f: error(css) for f, css in self.FIELDS.items()}
+
+        def field(control: w.Widget, name: str, *beside: w.Widget) -> w.VBox:
+            row = w.HBox([control, *beside]) if beside else control
+            return w.VBox([row, self.field_errors[name]])
 
         # -- folders and stems ---------------------------------------------------------------
         start = source if source is not None else (self.root if self.root is not None else None)
@@ -79,9 +106,9 @@ class FormLayout:
             f"files are read and written only inside <code>{_esc(self.root)}</code>" if self.root else ""),
             "root")
         self.source = text("source", "source folder", "folder of the files to zip", start)
-        self.scan_button = self._tag(w.Button(description="Rescan", tooltip="look at the folder again"),
-                                     "scan")
-        self.extensions = self._tag(w.SelectMultiple(options=[], description="extensions", rows=5,
+        self.scan_button = self._tag(w.Button(description="Rescan", tooltip="look at the folder again",
+                                              layout=w.Layout(width="auto")), "scan")
+        self.extensions = self._tag(w.SelectMultiple(options=[], description="extensions", rows=4,
                                                      layout=wide, style=style), "extensions")
         self.stem_mode = self._tag(w.RadioButtons(
             options=[("one archive per file stem (run1.dat + run1.log → run1.zip)", _OWN),
@@ -103,39 +130,53 @@ class FormLayout:
             ("prefix: longest stem + non-alphanumeric", "prefix"),
             ("contains: old substring rule", "contains")], value=match, description="match",
             style=style, layout=w.Layout(width="34em")), "match")
-        self.markers_box = self._tag(w.VBox([self.markers, self.marker_extensions, self.contains,
-                                             self.not_contains, self.pattern, self.regex, self.match]),
-                                     "markers-box")
+        self.filters = self._tag(w.Accordion(children=[w.VBox([
+            self.contains, self.not_contains, self.pattern, field(self.regex, "regex"), self.match])],
+            titles=("marker filters: contains, lacks, pattern, regex, match",), selected_index=None,
+            layout=w.Layout(width="41em")), "filters")
+        self.markers_box = self._tag(w.VBox([field(self.markers, "markers"),
+                                             field(self.marker_extensions, "marker_extensions"),
+                                             self.filters]), "markers-box")
         self.output = text("output", "output folder", "empty: the source folder", output)
 
         # -- archive options -----------------------------------------------------------------
         self.compression = self._tag(w.Dropdown(options=list(COMPRESSIONS), value=compression,
                                                 description="compression", style=style), "compression")
         self.level = self._tag(w.Dropdown(options=[("default", _DEFAULT_LEVEL)], value=_DEFAULT_LEVEL,
-                                          description="level", style=style), "level")
+                                          description="level", style={"description_width": "4em"},
+                                          layout=w.Layout(width="12em")), "level")
         self.workers = self._tag(w.IntSlider(value=self.cpus, min=1, max=self.cpus, description="workers",
                                              tooltip=f"1 … {self.cpus}; all CPUs is saved as 'auto'",
                                              style=style), "workers")
-        self.overwrite = self._tag(w.Dropdown(options=[
-            ("always: rewrite existing archives", "always"),
-            ("never: skip existing archives", "never"),
-            ("update: rebuild only out-of-date archives", "update")], value=overwrite,
-            description="existing archives", style=style, layout=w.Layout(width="34em")), "overwrite")
+        labels = {"always": "always: rewrite existing archives, keep their other members",
+                  "never": "never: skip existing archives",
+                  "update": "update: rebuild only out-of-date archives",
+                  "replace": "replace: rebuild exactly from these files"}
+        self.overwrite = self._tag(w.Dropdown(
+            options=[(labels.get(p, p), p) for p in OVERWRITE_POLICIES], value=overwrite,
+            description="existing archives", style=style, layout=w.Layout(width="40em")), "overwrite")
         self.verify = self._tag(w.Checkbox(value=verify, description="verify every archive (CRCs)",
-                                           indent=False), "verify")
+                                           indent=False, layout=w.Layout(width="auto")), "verify")
         self.reproducible = self._tag(w.Checkbox(value=reproducible, indent=False,
-                                                 description="reproducible (fixed timestamps)"),
-                                      "reproducible")
+                                                 description="reproducible (fixed timestamps)",
+                                                 layout=w.Layout(width="auto")), "reproducible")
         self.delete_sources = self._tag(w.Checkbox(value=False, indent=False,
-                                                   description="delete sources after archiving (asks first)"),
-                                        "delete-sources")
-        self.confirm_text = self._tag(w.HTML(), "confirm-text")
-        self.confirm_delete = self._tag(w.Button(description="Zip and delete sources", button_style="danger",
-                                                 icon="trash"), "confirm-delete")
-        self.keep_sources = self._tag(w.Button(description="Keep them, do not run"), "keep-sources")
-        self.confirm_box = self._tag(w.VBox([self.confirm_text, w.HBox([self.confirm_delete,
-                                                                         self.keep_sources])],
-                                            layout=w.Layout(display="none")), "confirm")
+                                                   description="delete sources after archiving (asks first)",
+                                                   layout=w.Layout(width="auto")), "delete-sources")
+        self.config_path = text("config-path", "YAML config", "e.g. zip_job.yml")
+        self.config_path.layout = w.Layout(width="28em")
+        self.save_button = self._tag(w.Button(description="Save as YAML", icon="save",
+                                              layout=w.Layout(width="auto")), "save-yaml")
+        self.load_button = self._tag(w.Button(description="Load YAML", icon="folder-open",
+                                              layout=w.Layout(width="auto")), "load-yaml")
+        self.options = self._tag(w.Accordion(children=[
+            w.VBox([w.HBox([self.compression, self.level]), self.workers, self.overwrite,
+                    self.field_errors["level"],
+                    w.HBox([self.verify, self.reproducible]), self.delete_sources]),
+            w.VBox([field(w.HBox([self.config_path, self.save_button, self.load_button]), "config_path")]),
+        ], titles=("archive options: compression, workers, existing archives, delete sources",
+                   "settings as YAML: save, load"), selected_index=None,
+            layout=w.Layout(width="41em")), "options")
 
         # -- actions, progress, result -------------------------------------------------------
         self.preview_button = self._tag(w.Button(description="Preview", icon="eye",
@@ -144,31 +185,68 @@ class FormLayout:
                                              button_style="primary"), "zip")
         self.cancel_button = self._tag(w.Button(description="Cancel", icon="stop", disabled=True,
                                                 button_style="warning"), "cancel")
-        self.config_path = text("config-path", "YAML config", "e.g. zip_job.yml")
-        self.save_button = self._tag(w.Button(description="Save as YAML", icon="save"), "save-yaml")
-        self.load_button = self._tag(w.Button(description="Load YAML", icon="folder-open"), "load-yaml")
+        self.confirm_text = self._tag(w.HTML(), "confirm-text")
+        self.confirm_delete = self._tag(w.Button(description="Zip and delete sources", button_style="danger",
+                                                 icon="trash", layout=w.Layout(width="auto")),
+                                        "confirm-delete")
+        self.keep_sources = self._tag(w.Button(description="Keep them, do not run",
+                                               layout=w.Layout(width="auto")), "keep-sources")
+        self.confirm_box = self._tag(w.VBox([self.confirm_text, w.HBox([self.confirm_delete,
+                                                                         self.keep_sources])],
+                                            layout=w.Layout(display="none")), "confirm")
         self.progress = self._tag(w.FloatProgress(value=0.0, min=0.0, max=1.0, description="",
-                                                  layout=w.Layout(width="46em")), "progress")
+                                                  layout=w.Layout(width="95%")), "progress")
+        self.progress_text = self._tag(w.HTML(), "progress-text")
+        self.stems = self._tag(w.HTML(), "stems")
         self.status = self._tag(w.HTML(), "status")
+        self.downloads = self._tag(w.HTML(), "downloads")
         self.result = self._tag(w.HTML(), "result")
+        self.style = self._tag(w.HTML(f"<style>{FORM_CSS}</style>"), "style")
 
-        options = w.VBox([
-            w.HBox([self.compression, self.level]),
-            self.workers, self.overwrite,
-            w.HBox([self.verify, self.reproducible, self.delete_sources]),
-        ])
-        self.widget = self._tag(w.VBox([
-            self.root_label,
-            w.HBox([self.source, self.scan_button]),
-            self.extensions,
+        self.actions = self._tag(w.VBox([
+            w.HBox([self.preview_button, self.zip_button, self.cancel_button]),
+            self.status, self.confirm_box, self.progress, self.progress_text, self.stems,
+            self.downloads,
+        ], layout=w.Layout(flex="1 1 22em", min_width="22em", padding="0 0 0 1em")), "actions")
+        inputs = w.VBox([
+            field(self.source, "source", self.scan_button),
+            field(self.extensions, "extensions"),
             self.stem_mode,
             self.markers_box,
-            self.output,
-            options,
-            w.HBox([self.preview_button, self.zip_button, self.cancel_button]),
-            self.confirm_box,
-            w.HBox([self.config_path, self.save_button, self.load_button]),
-            self.progress,
-            self.status,
+            field(self.output, "output"),
+            self.options,
+        ], layout=w.Layout(flex="0 0 auto"))
+        self.widget = self._tag(w.VBox([
+            self.style,
+            self.root_label,
+            w.HBox([inputs, self.actions], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
             self.result,
         ]), "form")
+
+    def inputs(self) -> list[w.Widget]:
+        """Every control a person edits (locked while a run goes)."""
+        return [self.source, self.extensions, self.stem_mode, self.markers, self.marker_extensions,
+                self.contains, self.not_contains, self.pattern, self.regex, self.match, self.output,
+                self.compression, self.level, self.workers, self.overwrite, self.verify, self.reproducible,
+                self.delete_sources, self.config_path]
+
+
+#: The form's own style: marked fields, messages beside them, the live per-stem status.
+FORM_CSS = (
+    ".zipkit-form .zipkit-invalid input,.zipkit-form .zipkit-invalid select,"
+    ".zipkit-form .zipkit-invalid textarea{border:2px solid #b00020!important;background:#fff6f6}"
+    ".zipkit-form .zipkit-invalid label{color:#b00020}"
+    ".zipkit-form .zipkit-field-error{color:#b00020;font-size:12px;line-height:1.3}"
+    ".zipkit-form .zipkit-status{font-weight:600;min-height:1.4em}"
+    ".zipkit-form .zipkit-progress-text{font-size:12px;color:#424242;font-variant-numeric:tabular-nums}"
+    ".zipkit-form .zipkit-stems{max-height:9em;overflow-y:auto}"
+    ".zipkit-stem{display:inline-block;padding:0 .45em;margin:1px 2px;border-radius:3px;font-size:11px;"
+    "line-height:1.6;font-family:ui-monospace,Menlo,Consolas,monospace}"
+    ".zipkit-stem-queued{background:#f0f0f0;color:#616161}"
+    ".zipkit-stem-zipping{background:#e3f2fd;color:#0d47a1;font-weight:600}"
+    ".zipkit-stem-done{background:#e8f5e9;color:#1b5e20}"
+    ".zipkit-stem-skipped{background:#f5f5f5;color:#9e9e9e}"
+    ".zipkit-stem-failed,.zipkit-stem-timed_out{background:#fdecee;color:#b00020;font-weight:600}"
+    ".zipkit-stem-cancelled{background:#fff8e1;color:#8d6e00}"
+    ".zipkit-form .zipkit-downloads a{margin-right:.8em}"
+)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import _options as opt
-from .._errors import UsageError
+from .._errors import UsageError, ZipkitError
 from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, TEMP_PREFIX, plan
 from .._run import run_plan
 
-__all__ = ["DEFAULT_LEVEL", "MARKERS", "OWN", "FormValues", "Loaded", "as_list", "from_kwargs",
-           "levels", "plan_kwargs", "resolve_path", "run_kwargs", "scan_extensions", "words"]
+__all__ = ["DEFAULT_LEVEL", "FIELD_WORDS", "MARKERS", "OWN", "FormError", "FormValues", "Loaded", "as_list",
+           "check", "folder", "form_words", "from_kwargs", "levels", "plan_kwargs", "resolve_path",
+           "run_kwargs", "scan_extensions", "words"]
 
 DEFAULT_LEVEL = -1  # the level dropdown's "default" entry (the compressor's own default)
 OWN, MARKERS = "own", "markers"  # the stem modes
@@ -77,6 +78,32 @@ def levels(compression: str) -> range:
     return range(low, top + 1)
 
 
+#: The library's names for what the form calls otherwise, longest first: messages use the form's words.
+FIELD_WORDS: tuple[tuple[str, str], ...] = (
+    ("stems_from folder", "marker folder"),
+    ("stem_extensions", "marker extensions"),
+    ("stems_from", "marker folder"),
+    ("not_contains", "stem lacks"),
+    ("min_size_kb", "minimum marker size (KiB)"),
+    ("max_size_kb", "maximum marker size (KiB)"),
+)
+
+
+def form_words(message: str) -> str:
+    """``message`` with the library's option names replaced by the form's labels."""
+    for api, form in FIELD_WORDS:
+        message = message.replace(api, form)
+    return message
+
+
+class FormError(UsageError):
+    """Fields whose values cannot work: ``fields`` maps a :class:`FormValues` field to its message."""
+
+    def __init__(self, fields: dict[str, str]):
+        self.fields = dict(fields)
+        super().__init__("; ".join(self.fields.values()))
+
+
 def resolve_path(text: str, what: str, root: Path | None) -> Path:
     """The folder or file named in a field, made absolute; refused when outside ``root``."""
     raw = text.strip()
@@ -88,6 +115,16 @@ def resolve_path(text: str, what: str, root: Path | None) -> Path:
     p = p.resolve()
     if root is not None and not p.is_relative_to(root):
         raise UsageError(f"{what} {p} is outside the folder this form may use ({root}); refused")
+    return p
+
+
+def folder(text: str, what: str, root: Path | None) -> Path:
+    """:func:`resolve_path`, and the folder must exist."""
+    p = resolve_path(text, what, root)
+    if not p.exists():
+        raise UsageError(f"{what} does not exist: {p}")
+    if not p.is_dir():
+        raise UsageError(f"{what} is not a folder: {p}")
     return p
 
 
@@ -125,8 +162,9 @@ def plan_kwargs(v: FormValues, root: Path | None = None,
     zipkit.UsageError
         A folder is missing or outside ``root``, or no extension is picked.
     """
-    if not v.extensions:
-        raise UsageError("pick at least one extension to archive")
+    bad = check(v, root)
+    if bad:
+        raise FormError(bad)
     kw: dict[str, Any] = {
         "source": resolve_path(v.source, "source folder", root),
         "extensions": list(v.extensions),
@@ -139,8 +177,6 @@ def plan_kwargs(v: FormValues, root: Path | None = None,
         "reproducible": v.reproducible,
     }
     if v.stem_mode == MARKERS:
-        if not v.marker_extensions:
-            raise UsageError("pick at least one marker extension (e.g. yml)")
         kw.update(
             stems_from=resolve_path(v.markers, "marker folder", root),
             stem_extensions=list(v.marker_extensions),
@@ -153,6 +189,31 @@ def plan_kwargs(v: FormValues, root: Path | None = None,
     for key, value in (extra or {}).items():
         kw.setdefault(key, value)
     return kw
+
+
+def check(v: FormValues, root: Path | None = None) -> dict[str, str]:
+    """What is wrong with the form's values, field by field, in the form's words (empty: all well)."""
+    bad: dict[str, str] = {}
+
+    def attempt(name: str, test: Any) -> None:
+        try:
+            test()
+        except ZipkitError as e:
+            bad[name] = form_words(str(e))
+
+    attempt("source", lambda: folder(v.source, "source folder", root))
+    if not v.extensions:
+        bad["extensions"] = "pick at least one extension to archive"
+    if v.output.strip():
+        attempt("output", lambda: resolve_path(v.output, "output folder", root))
+    if v.stem_mode == MARKERS:
+        attempt("markers", lambda: folder(v.markers, "marker folder", root))
+        if not v.marker_extensions:
+            bad["marker_extensions"] = "pick at least one marker extension (e.g. yml)"
+        attempt("regex", lambda: opt.REGEX(v.regex.strip() or None, "stem regex"))
+    attempt("level", lambda: opt.compression_level(None if v.level == DEFAULT_LEVEL else v.level,
+                                                   v.compression))
+    return bad
 
 
 def run_kwargs(v: FormValues, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -172,3 +172,18 @@ def test_progress_events_name_the_stem_being_read(tmp_path):
     read = {e.stem for e in events if e.result is None}
     assert read == {"a", "b"}
     assert all(e.stem is None for e in events if e.result is not None)
+
+
+def test_the_folder_picker_sets_the_field_and_stays_inside_the_root(demo):
+    form = marker_form(demo, source=demo)
+    labels = [label for label, _ in form.pickers["source"].options]
+    assert labels == ["browse…", "models/", "output/"]
+    form.pickers["source"].value = str(demo.resolve() / "output")
+    assert form.source.value == str(demo.resolve() / "output")
+    assert form.pickers["source"].value == ""  # ready for the next pick
+    assert [label for label, _ in form.pickers["source"].options] == ["browse…", "..", "csv/"]
+    form.pickers["source"].value = str(demo.resolve() / "output" / "csv")
+    assert form.extensions.options[0][0].startswith("csv — 33 files")
+    form.pickers["source"].value = str(demo.resolve() / "output")
+    form.pickers["source"].value = str(demo.resolve())
+    assert ".." not in [label for label, _ in form.pickers["source"].options]

@@ -146,3 +146,20 @@ def test_settings_the_library_would_refuse_are_refused_before_any_control_change
         st.from_kwargs({"source": demo, "timeout": float("nan")})
     with pytest.raises(UsageError, match="overwrite"):
         st.from_kwargs({"source": demo, "overwrite": "alwayz"})
+
+
+def test_the_folder_picker_never_leaves_the_root(demo, tmp_path):
+    root = demo.resolve()
+    (root / ".hidden").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "leads-out").symlink_to(outside, target_is_directory=True)
+    here, choices = st.browse("", root)
+    assert here == root
+    assert [label for label, _ in choices] == ["models/", "output/"]  # no "..", no hidden, no way out
+    here, choices = st.browse("output/csv", root)
+    assert here == root / "output" / "csv" and choices == [("..", root / "output")]
+    here, choices = st.browse("output/not-yet/deeper", root)  # an output folder still to be made
+    assert here == root / "output" and choices[0] == ("..", root)
+    for escape in ("..", str(outside), "/"):
+        assert st.browse(escape, root)[0] == root

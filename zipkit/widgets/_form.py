@@ -160,7 +160,12 @@ class ZipForm(FormLayout):
         self.save_button.on_click(lambda _: self._guard(self.save_yaml, "config_path"))
         self.load_button.on_click(lambda _: self._guard(self.load_yaml, "config_path"))
         for control in self.inputs():
-            control.observe(self._input_changed, "value")
+            if control not in self.pickers.values():
+                control.observe(self._input_changed, "value")
+        for name, picker in self.pickers.items():
+            getattr(self, name).observe(lambda _, n=name: self._fill_picker(n), "value")
+            picker.observe(lambda change, n=name: self._picked(n, change["new"]), "value")
+            self._fill_picker(name)
 
         self._set_levels(level)
         self._show_mode()
@@ -317,6 +322,17 @@ class ZipForm(FormLayout):
             choice.options = opts
             choice.value = tuple(e for e in keep if e in {v for _, v in opts})
         return error
+
+    def _fill_picker(self, name: str) -> None:
+        """Offer the sub-folders (and "..") of the folder in field ``name``, never above root."""
+        here, choices = settings.browse(getattr(self, name).value, self.root)
+        with self._quietly(), self.pickers[name].hold_sync():
+            self.pickers[name].options = [("browse…", "")] + [(label, str(p)) for label, p in choices]
+            self.pickers[name].value = ""
+
+    def _picked(self, name: str, value: str) -> None:
+        if value and not self._quiet:
+            getattr(self, name).value = value  # scans, refills this picker, clears old results
 
     def _show_mode(self) -> None:
         markers = self.stem_mode.value == _MARKERS

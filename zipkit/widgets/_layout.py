@@ -40,7 +40,8 @@ class FormLayout:
         "zipkit-progress", "zipkit-status", "zipkit-result",
         # added with the task layout (issue 16); the names above are kept as they were
         "zipkit-actions", "zipkit-filters", "zipkit-options", "zipkit-progress-text", "zipkit-stems",
-        "zipkit-downloads", "zipkit-style",
+        "zipkit-downloads", "zipkit-style", "zipkit-source-browse", "zipkit-markers-browse",
+        "zipkit-output-browse",
         *(f"zipkit-{name}-error" for name in ("source", "extensions", "markers", "marker-extensions",
                                                "output", "regex", "level", "config-path")),
     )
@@ -100,6 +101,13 @@ class FormLayout:
             row = w.HBox([control, *beside]) if beside else control
             return w.VBox([row, self.field_errors[name]])
 
+        def picker(name: str) -> w.Dropdown:
+            """A folder picker confined to the root: sub-folders and "..", filled by the form."""
+            return self._tag(w.Dropdown(options=[("browse…", "")], value="", tooltip="pick a folder",
+                                        layout=w.Layout(width="9em")), f"{name}-browse")
+
+        self.pickers: dict[str, w.Dropdown] = {n: picker(n) for n in ("source", "markers", "output")}
+
         # -- folders and stems ---------------------------------------------------------------
         start = source if source is not None else (self.root if self.root is not None else None)
         self.root_label = self._tag(w.HTML(
@@ -134,7 +142,7 @@ class FormLayout:
             self.contains, self.not_contains, self.pattern, field(self.regex, "regex"), self.match])],
             titles=("marker filters: contains, lacks, pattern, regex, match",), selected_index=None,
             layout=w.Layout(width="41em")), "filters")
-        self.markers_box = self._tag(w.VBox([field(self.markers, "markers"),
+        self.markers_box = self._tag(w.VBox([field(self.markers, "markers", self.pickers["markers"]),
                                              field(self.marker_extensions, "marker_extensions"),
                                              self.filters]), "markers-box")
         self.output = text("output", "output folder", "empty: the source folder", output)
@@ -209,11 +217,11 @@ class FormLayout:
             self.downloads,
         ], layout=w.Layout(flex="1 1 22em", min_width="22em", padding="0 0 0 1em")), "actions")
         inputs = w.VBox([
-            field(self.source, "source", self.scan_button),
+            field(self.source, "source", self.pickers["source"], self.scan_button),
             field(self.extensions, "extensions"),
             self.stem_mode,
             self.markers_box,
-            field(self.output, "output"),
+            field(self.output, "output", self.pickers["output"]),
             self.options,
         ], layout=w.Layout(flex="0 0 auto"))
         self.widget = self._tag(w.VBox([
@@ -228,7 +236,7 @@ class FormLayout:
         return [self.source, self.extensions, self.stem_mode, self.markers, self.marker_extensions,
                 self.contains, self.not_contains, self.pattern, self.regex, self.match, self.output,
                 self.compression, self.level, self.workers, self.overwrite, self.verify, self.reproducible,
-                self.delete_sources, self.config_path]
+                self.delete_sources, self.config_path, *self.pickers.values()]
 
 
 #: The form's own style: marked fields, messages beside them, the live per-stem status.

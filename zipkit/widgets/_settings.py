@@ -19,7 +19,7 @@ from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, TEMP_PREFIX, 
 from .._run import run_plan
 
 __all__ = ["DEFAULT_LEVEL", "FIELD_WORDS", "MARKERS", "OWN", "FormError", "FormValues", "Loaded", "as_list",
-           "check", "folder", "form_words", "from_kwargs", "levels", "plan_kwargs", "resolve_path",
+           "browse", "check", "folder", "form_words", "from_kwargs", "levels", "plan_kwargs", "resolve_path",
            "run_kwargs", "scan_extensions", "words"]
 
 DEFAULT_LEVEL = -1  # the level dropdown's "default" entry (the compressor's own default)
@@ -126,6 +126,49 @@ def folder(text: str, what: str, root: Path | None) -> Path:
     if not p.is_dir():
         raise UsageError(f"{what} is not a folder: {p}")
     return p
+
+
+def browse(text: str, root: Path | None, limit: int = 500) -> tuple[Path, list[tuple[str, Path]]]:
+    """What a folder picker offers for a field holding ``text``: the folder it shows and its
+    choices, ``("..", parent)`` first (never above ``root``), then the sub-folders by name
+    (hidden ones and zipkit's temp folders left out; at most ``limit``).
+
+    The folder shown is the field's when it is a folder inside ``root``, else its nearest
+    existing parent inside ``root``, else ``root`` (or the working folder when there is none).
+    """
+    try:
+        base = root if root is not None else Path.cwd()
+    except OSError:  # the working folder is gone
+        base = Path.home()
+    here = base
+    if text.strip():
+        try:
+            here = resolve_path(text, "folder", root)
+        except (UsageError, OSError):
+            here = base
+    while not here.is_dir() and here != here.parent and (root is None or here != root):
+        here = here.parent
+    if not here.is_dir() or (root is not None and not here.is_relative_to(root)):
+        here = base
+    choices: list[tuple[str, Path]] = []
+    if here.parent != here and (root is None or here != root):
+        choices.append(("..", here.parent))
+    try:
+        with os.scandir(here) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith(".")
+                           and _is_folder(e))
+    except OSError:
+        names = []
+    inside = [n for n in names if root is None or (here / n).resolve().is_relative_to(root)]
+    choices += [(f"{n}/", here / n) for n in inside[:limit]]
+    return here, choices
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 @dataclasses.dataclass

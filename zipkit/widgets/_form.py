@@ -442,6 +442,7 @@ class ZipForm(FormLayout):
         self.report = None
         self.result.value = self.downloads.value = self.stems.value = self.progress_text.value = ""
         self.progress.value, self.progress.max, self.progress.bar_style = 0.0, 1.0, ""
+        self.progress.layout.display = ""
         self._set_running(True)
         self._say("planning …", "busy")
         self._thread = threading.Thread(target=self._work, args=(ready, plan_kw, run_kw, self._cancel),
@@ -522,7 +523,7 @@ class ZipForm(FormLayout):
         deleted = (f"; deleted {n_deleted} source file{'s' if n_deleted != 1 else ''}, "
                    f"{format_bytes(bytes_deleted)}" if n_deleted else "")
         if deleted:
-            parts.append(f"<p class='zipkit-deleted'><b>{_esc(deleted[2:].capitalize())}</b> "
+            parts.append(f"<p class='zipkit-deleted'><b>{_esc(deleted[2:3].upper() + deleted[3:])}</b> "
                          f"(each after its archive was written, fsynced and verified).</p>")
         parts.append(report._repr_html_())
         if report.error_report is not None:

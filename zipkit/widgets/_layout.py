@@ -91,7 +91,8 @@ class FormLayout:
             return self._tag(t, name)
 
         def error(name: str) -> w.HTML:
-            e = self._tag(w.HTML(layout=w.Layout(display="none", margin="0 0 4px 10.5em")), f"{name}-error")
+            e = self._tag(w.HTML(layout=w.Layout(display="none", margin="0 0 4px 10.5em", max_width="30em")),
+                          f"{name}-error")
             e.add_class("zipkit-field-error")
             return e
 
@@ -141,7 +142,7 @@ class FormLayout:
         self.filters = self._tag(w.Accordion(children=[w.VBox([
             self.contains, self.not_contains, self.pattern, field(self.regex, "regex"), self.match])],
             titles=("marker filters: contains, lacks, pattern, regex, match",), selected_index=None,
-            layout=w.Layout(width="41em")), "filters")
+            layout=w.Layout(width="44em")), "filters")
         self.markers_box = self._tag(w.VBox([field(self.markers, "markers", self.pickers["markers"]),
                                              field(self.marker_extensions, "marker_extensions"),
                                              self.filters]), "markers-box")
@@ -184,7 +185,7 @@ class FormLayout:
             w.VBox([field(w.HBox([self.config_path, self.save_button, self.load_button]), "config_path")]),
         ], titles=("archive options: compression, workers, existing archives, delete sources",
                    "settings as YAML: save, load"), selected_index=None,
-            layout=w.Layout(width="41em")), "options")
+            layout=w.Layout(width="44em")), "options")
 
         # -- actions, progress, result -------------------------------------------------------
         self.preview_button = self._tag(w.Button(description="Preview", icon="eye",
@@ -203,7 +204,8 @@ class FormLayout:
                                                                          self.keep_sources])],
                                             layout=w.Layout(display="none")), "confirm")
         self.progress = self._tag(w.FloatProgress(value=0.0, min=0.0, max=1.0, description="",
-                                                  layout=w.Layout(width="95%")), "progress")
+                                                  layout=w.Layout(width="95%", display="none")),
+                                  "progress")  # shown from the first run on
         self.progress_text = self._tag(w.HTML(), "progress-text")
         self.stems = self._tag(w.HTML(), "stems")
         self.status = self._tag(w.HTML(), "status")
@@ -256,5 +258,5 @@ FORM_CSS = (
     ".zipkit-stem-skipped{background:#f5f5f5;color:#9e9e9e}"
     ".zipkit-stem-failed,.zipkit-stem-timed_out{background:#fdecee;color:#b00020;font-weight:600}"
     ".zipkit-stem-cancelled{background:#fff8e1;color:#8d6e00}"
-    ".zipkit-form .zipkit-downloads a{margin-right:.8em}"
+    ".zipkit-form .zipkit-downloads a{margin-right:.8em;color:#0d47a1;text-decoration:underline}"
 )

@@ -61,3 +61,15 @@ def test_report_table_puts_failures_first_and_dashes_what_did_not_happen(tmp_pat
     assert html.index("<tr class='zipkit-failed'>") < html.index("<tr class='zipkit-ok'>") \
         < html.index("<tr class='zipkit-skipped'>")
     assert "<pre>" in html and "zipkit-failure" in html  # the traceback, in the monospace style
+
+
+def test_the_progress_bar_speaks_binary_units_as_the_report_does(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.dat").write_bytes(b"x" * (3 << 20))
+    report = zipkit.zip_by_extension(src, ["dat"], tmp_path / "out", progress=True, workers=1)
+    err = capsys.readouterr().err
+    final = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert re.search(r"100%\|.*\| 3\.0 MiB/3\.0 MiB \[\d\d:\d\d<\d\d:\d\d, [\d.]+ [KMG]iB/s, stems=1/1\]$",
+                     final), final
+    assert "3.0 MiB" in report.summary_line()

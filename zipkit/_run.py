@@ -20,6 +20,7 @@ from ._errors import RunInterrupted, SourceError, WorkerLost
 from ._options import WORKERS
 from ._plan import TEMP_PREFIX, TEMP_SUFFIX, Compression, MatchMode, Overwrite, Plan, StemPlan, plan
 from ._report import Report, StemResult
+from ._table import format_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import multiprocessing.context
@@ -97,8 +98,17 @@ class _Progress:
             class _Bar(tqdm):  # no monitor thread: a later pool could then still fork
                 monitor_interval = 0
 
-            self.bar = _Bar(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                            desc="zipkit", smoothing=0.1, dynamic_ncols=True)
+                @property
+                def format_dict(self) -> dict[str, Any]:  # sizes in binary units, as the report
+                    d = super().format_dict
+                    rate = d["rate"] or (d["n"] / d["elapsed"] if d["elapsed"] and d["n"] else None)
+                    d.update(size_done=format_bytes(d["n"]), size_total=format_bytes(d["total"] or 0),
+                             size_rate=f"{format_bytes(rate)}/s" if rate else "?/s")
+                    return d
+
+            self.bar = _Bar(total=total, unit="B", desc="zipkit", smoothing=0.1, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {size_done}/{size_total} "
+                                       "[{elapsed}<{remaining}, {size_rate}{postfix}]")
             self._postfix()
 
     def _postfix(self) -> None:

@@ -63,6 +63,7 @@ def test_every_field_at_fault_is_marked_at_once_in_the_forms_words(demo):
     assert form.filters.selected_index is None  # the filters start folded
     form.preview_button.click()
     assert sorted(form.marked()) == ["extensions", "marker_extensions", "regex"]
+    assert form.message == "error: fix the 3 marked fields (extensions, marker extensions, stem regex)"
     assert form.marked()["regex"].startswith("stem regex: ")
     assert form.filters.selected_index == 0  # unfolded: the message beside the regex shows
     assert form.plan is None

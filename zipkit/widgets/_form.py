@@ -207,7 +207,11 @@ class ZipForm(FormLayout):
             action()
         except settings.FormError as e:
             self._show_errors(e.fields)
-            self._say(f"error: {e}", "error")
+            if len(e.fields) == 1:
+                self._say(f"error: {e}", "error")
+            else:  # each message is beside its field; the status line names them
+                names = ", ".join(getattr(self, f).description for f in e.fields)
+                self._say(f"error: fix the {len(e.fields)} marked fields ({names})", "error")
         except ZipkitError as e:
             text = settings.form_words(str(e))
             if field is not None:

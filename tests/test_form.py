@@ -188,3 +188,22 @@ def test_the_folder_picker_sets_the_field_and_stays_inside_the_root(demo):
     form.pickers["source"].value = str(demo.resolve() / "output")
     form.pickers["source"].value = str(demo.resolve())
     assert ".." not in [label for label, _ in form.pickers["source"].options]
+
+
+def test_archives_up_to_8_mib_are_offered_as_downloads_larger_ones_named(tmp_path):
+    import base64
+    import re
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small.dat").write_bytes(b"small " * 1000)
+    (src / "big.dat").write_bytes(os.urandom(9 << 20))  # incompressible: a 9 MiB archive
+    form = ZipForm(source=src, extensions=["dat"], output=tmp_path / "out", workers=1)
+    form.zip_button.click()
+    assert form.wait(60).success
+    links = re.findall(r"<a class='zipkit-download' download='([^']+)' href='data:application/zip;"
+                       r"base64,([^']+)'>", form.downloads.value)
+    assert [name for name, _ in links] == ["small.zip"]
+    assert base64.b64decode(links[0][1]) == (tmp_path / "out" / "small.zip").read_bytes()
+    assert "<span class='zipkit-too-big'" in form.downloads.value
+    assert "big.zip (9.0 MiB)" in form.downloads.value  # named, with its folder above

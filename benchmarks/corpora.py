@@ -11,7 +11,9 @@ across Python versions), so the same corpus has the same bytes on every machine:
   trailing digits; zlib level 6 keeps about 0.245 of it, as with the reference corpus of
   issue 8;
 - *binary*: little-endian float64 values whose sign/exponent byte is skewed as in normally
-  distributed data; deflate keeps about 0.97 of it.
+  distributed data; deflate keeps about 0.97 of it;
+- *random*: uniformly random bytes, standing for data that is compressed already (images,
+  video, compressed HDF5); deflate cannot shrink it.
 
 Run ``python -m benchmarks.corpora --help`` to write corpora without timing anything.
 """
@@ -32,6 +34,7 @@ __all__ = [
     "CorpusSpec",
     "binary_bytes",
     "build",
+    "random_bytes",
     "text_bytes",
 ]
 
@@ -105,8 +108,16 @@ def binary_bytes(n: int, seed: int) -> bytes:
     return bytes(buf)
 
 
+def random_bytes(n: int, seed: int) -> bytes:
+    """``n`` uniformly random bytes (incompressible, like data compressed already)."""
+    return random.Random(seed).randbytes(n)
+
+
+_CONTENT = {"binary": binary_bytes, "random": random_bytes}
+
+
 def write_file(path: Path, kind: str, size: int, seed: int) -> None:
-    """Write ``size`` bytes of ``kind`` (``"text"`` or ``"binary"``) content to ``path``."""
+    """Write ``size`` bytes of ``kind`` (``"text"``, ``"binary"`` or ``"random"``) content to ``path``."""
     width = len(_ROW_BYTES)
     piece = PIECE - PIECE % width  # whole rows per piece, so the counter runs on
     with open(path, "wb") as f:
@@ -114,7 +125,7 @@ def write_file(path: Path, kind: str, size: int, seed: int) -> None:
         while done < size:
             n = min(piece, size - done)
             s = seed * 1_000_003 + i
-            f.write(text_bytes(n, s, row0=done // width) if kind == "text" else binary_bytes(n, s))
+            f.write(text_bytes(n, s, row0=done // width) if kind == "text" else _CONTENT[kind](n, s))
             done += n
             i += 1
 
@@ -122,7 +133,7 @@ def write_file(path: Path, kind: str, size: int, seed: int) -> None:
 @dataclass(frozen=True)
 class FileSpec:
     name: str
-    kind: str  # "text" or "binary"
+    kind: str  # "text", "binary" or "random"
     size: int
 
 
@@ -174,6 +185,23 @@ def _mixed(scale: float, n: int = 32, name: str = "mixed256") -> CorpusSpec:
                       f"{size / MiB:g} MiB (3 CSV-like text + 1 float64 binary)", stems)
 
 
+def _incompressible(scale: float, n: int = 32) -> CorpusSpec:
+    """Like ``mixed256`` plus one random-bytes file per stem: 30% of the bytes do not compress."""
+    size = max(4 * KiB, round(2 * MiB * scale))
+    noise = round(size * 4 * 0.3 / 0.7)
+    stems = tuple(
+        (f"run{i:03d}", (FileSpec(f"run{i:03d}_forces.csv", "text", size),
+                         FileSpec(f"run{i:03d}_loads.csv", "text", size),
+                         FileSpec(f"run{i:03d}_motions.csv", "text", size),
+                         FileSpec(f"run{i:03d}_series.bin", "binary", size),
+                         FileSpec(f"run{i:03d}_frames.bin", "random", noise)))
+        for i in range(1, n + 1))
+    spec = CorpusSpec("incompressible", "", stems)
+    return CorpusSpec("incompressible", f"{spec.total_bytes / MiB:.0f} MiB: {n} stems x 3 CSV-like text + "
+                      f"1 float64 binary of {size / MiB:g} MiB + 1 random file of {noise / MiB:.2f} MiB "
+                      "(30% of the bytes incompressible)", stems)
+
+
 def _small(scale: float) -> CorpusSpec:
     n = max(20, min(5000, round(5000 * scale * 8)))  # quick (1/32): 1,250 stems
     stems = tuple(
@@ -218,6 +246,7 @@ def _rss(scale: float) -> CorpusSpec:
 
 CORPORA: dict[str, Callable[[float], CorpusSpec]] = {
     "mixed256": _mixed,
+    "incompressible": _incompressible,
     "small5000": _small,
     "huge": _huge,
     "longtail": _longtail,

@@ -40,7 +40,7 @@ __all__ = ["METHODS", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK_SCALE = 1 / 32
-CASES = ("startup", "codecs", "mixed256", "small5000", "huge", "longtail", "rss")
+CASES = ("startup", "codecs", "mixed256", "incompressible", "small5000", "huge", "longtail", "rss")
 DEFAULT_CASES = CASES[:-1]  # rss writes 2 GiB: opt-in
 
 
@@ -147,6 +147,22 @@ METHODS: dict[str, Method] = {m.key: m for m in [
                           str(x.out), str(x.corpus.markers)], REPO)),
 ]}
 RSS_METHODS = ("zipkit", "zipfile-isal-par")
+
+
+def reference_methods(repo: Path) -> list[Method]:
+    """``zipkit-ref`` and ``zipkit-ref-zlib``: the zipkit of another checkout (run by its
+    ``.venv``), e.g. main before a change, timed like ``zipkit`` and ``zipkit-zlib`` in the
+    same rounds."""
+    python = str(repo / ".venv" / "bin" / "python")
+
+    def like(own: Callable[[Ctx], Cmd]) -> Callable[[Ctx], Cmd]:
+        # run from the checkout's own folder: -m zipkit / -c import its code, not this one's
+        return lambda x: Cmd([python, *own(x).argv[1:]], repo)
+
+    return [Method("zipkit-ref", lambda n: f"zipkit of {repo}, defaults", like(METHODS["zipkit"].make),
+                   (python,)),
+            Method("zipkit-ref-zlib", lambda n: f"zipkit of {repo}, deflate_backend='zlib'",
+                   like(METHODS["zipkit-zlib"].make), (python,))]
 
 
 def _missing(m: Method) -> str | None:
@@ -326,7 +342,8 @@ def bench_corpus(corpus: Corpus, keys: list[str], *, repeat: int, workers: int, 
     }
 
 
-BASELINES = {"zip-par": "zip -P{n}", "old-par": "old -P{n}", "zipkit-j1": "zipkit -j1"}
+BASELINES = {"zip-par": "zip -P{n}", "old-par": "old -P{n}", "zipkit-j1": "zipkit -j1",
+             "zipkit-ref": "zipkit ref", "zipkit-ref-zlib": "ref zlib"}
 
 
 def _ratios(methods: dict) -> None:
@@ -591,7 +608,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder for the corpora, kept and reused (default: a temp folder, removed)")
     p.add_argument("--json", type=Path, default=Path("zipkit-bench.json"), help="where to write the results")
     p.add_argument("--show", type=Path, metavar="JSON", help="print the tables of an earlier run and exit")
+    p.add_argument("--ref", type=Path, metavar="REPO",
+                   help="also time method zipkit-ref: the zipkit of checkout REPO (run by REPO/.venv)")
     args = p.parse_args(argv)
+    if args.ref:
+        METHODS.update((m.key, m) for m in reference_methods(args.ref.resolve()))
     if args.show:
         print(show(json.loads(args.show.read_text())))
         return 0

@@ -98,7 +98,7 @@ def test_interrupt_exits_130_and_leaves_no_temp(tmp_path):
     src = tmp_path / "big"
     src.mkdir()
     for i in range(8):
-        (src / f"s{i}.bin").write_bytes(os.urandom(4 << 20))
+        (src / f"s{i}.bin").write_bytes(os.urandom(2 << 20).hex().encode())  # compressible: lzma is slow
     out = tmp_path / "out"
     p = subprocess.Popen([sys.executable, "-m", "zipkit", str(src), "--ext", "bin", "-o", str(out),
                           "-c", "lzma", "-l", "6", "-j", "2"],

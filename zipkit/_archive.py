@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ._errors import SourceChangedError, StemError, StemTimeout, VerifyError
+from ._members import Stamp, pays, sample_incompressible, stamp
 from ._plan import TEMP_PREFIX, TEMP_SUFFIX, ArchiveOptions, SourceFile, StemPlan
 from ._report import StemResult
 
@@ -109,6 +110,16 @@ def _deflate_block(backend: str, block: bytes, zdict: bytes, final: bool) -> byt
     return c.compress(block) + c.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
 
 
+class _Inline:
+    """Runs a submitted call at once: :class:`_BlockDeflater`'s block layout on one thread."""
+
+    @staticmethod
+    def submit(fn: Callable[..., bytes], *args: object) -> Future[bytes]:
+        done: Future[bytes] = Future()
+        done.set_result(fn(*args))
+        return done
+
+
 class _BlockDeflater:
     """pigz's method: one raw-deflate stream compressed in 1 MiB blocks on several threads.
 
@@ -116,10 +127,12 @@ class _BlockDeflater:
     (byte-aligned, not final); the last block finishes the stream. The result is one standard
     deflate member. Stands in for zipfile's compressor (``compress``/``flush``); zipfile still
     computes the CRC and sizes. At most two blocks per thread are in flight (bounded memory).
+    The bytes depend on the data only, not on the threads: with ``pool=None`` the same blocks
+    are compressed on the calling thread (what a reproducible archive does on one thread).
     """
 
-    def __init__(self, backend: str, pool: ThreadPoolExecutor, threads: int):
-        self.backend, self.pool, self.limit = backend, pool, 2 * threads
+    def __init__(self, backend: str, pool: ThreadPoolExecutor | None, threads: int):
+        self.backend, self.pool, self.limit = backend, pool or _Inline(), 2 * threads
         self.buf = bytearray()
         self.tail = b""
         self.pending: deque[Future[bytes]] = deque()
@@ -147,20 +160,41 @@ class _BlockDeflater:
         return self._ready(True)
 
 
-def _zip_time(seconds: float) -> tuple[int, int, int, int, int, int]:
-    t = time.localtime(seconds)
-    if t.tm_year < 1980:
-        return (1980, 1, 1, 0, 0, 0)
-    if t.tm_year > 2107:
-        return (2107, 12, 31, 23, 59, 58)
-    return t[:6]
+class _Packed:
+    """A compressor that hands zipfile a member compressed beforehand (a small file, whole)."""
+
+    def __init__(self, packed: bytes):
+        self.packed = packed
+
+    def compress(self, data: bytes) -> bytes:
+        packed, self.packed = self.packed, b""
+        return packed
+
+    def flush(self) -> bytes:
+        return b""
 
 
-def _fixed_time(epoch: int | None) -> tuple[int, int, int, int, int, int]:
-    if epoch is None:
-        return (1980, 1, 1, 0, 0, 0)
-    t = time.gmtime(max(epoch, 315532800))  # no earlier than 1980-01-01 UTC
-    return t[:6] if t.tm_year <= 2107 else (2107, 12, 31, 23, 59, 58)
+_THREADED = 4 * _BLOCK  # a member this big is deflated in blocks (on threads, or reproducible)
+
+
+def _compressor(options: ArchiveOptions, backend: str, size: int, pool: ThreadPoolExecutor | None):
+    """A fresh compressor for one member of ``size`` bytes, in the shape zipfile's writer uses."""
+    if options.compression == "deflate":
+        if size >= _THREADED and (pool is not None or options.reproducible):
+            return _BlockDeflater(backend, pool, options.threads)
+        return _raw_deflater(backend)
+    if options.compression == "lzma" and options.level is not None:
+        return _LevelLZMA(options.level)
+    return zipfile._get_compressor(_METHODS[options.compression], options.level)
+
+
+def _pack(data: bytes, method: int, compressor) -> tuple[int, bytes]:
+    """A whole small member's method and bytes: compressed only if that makes it smaller."""
+    if data and method != zipfile.ZIP_STORED:
+        packed = compressor.compress(data) + compressor.flush()
+        if pays(len(packed), len(data)):
+            return method, packed
+    return zipfile.ZIP_STORED, data
 
 
 def _same(st: os.stat_result, size: int, mtime_ns: int) -> bool:
@@ -234,47 +268,89 @@ def _check_unchanged(f: SourceFile, stem: str, st: os.stat_result, total: int,
             f"{total} bytes read); stem {stem!r} not archived", stem=stem, path=f.path)
 
 
-def _stamp(st: os.stat_result, options: ArchiveOptions) -> tuple[tuple[int, ...], int]:
-    """A member's date_time and external_attr (mode bits), as the archive will record them."""
-    if options.reproducible:
-        return _fixed_time(options.source_date_epoch), 0o100644 << 16
-    return _zip_time(st.st_mtime), (st.st_mode & 0xFFFF) << 16
+def _stamp(st: os.stat_result, options: ArchiveOptions) -> Stamp:
+    """A member's DOS time, mode bits and extra fields, as the archive will record them."""
+    return stamp(st, options.reproducible, options.source_date_epoch)
+
+
+def _member_info(name: str, s: Stamp, method: int, options: ArchiveOptions, size: int) -> zipfile.ZipInfo:
+    zinfo = zipfile.ZipInfo(name, s.date_time)
+    zinfo.external_attr = s.external_attr
+    zinfo.extra = s.extra  # the same bytes in the local and the central header
+    zinfo.create_system = 3
+    zinfo.compress_type = method
+    if options.level is not None and method in (zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2):
+        zinfo._compresslevel = options.level  # zipfile's own per-member level slot
+    zinfo.file_size = size  # lets zipfile choose ZIP64 up front for big members
+    return zinfo
+
+
+def _copy_in(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, src, compressor, chunk: int,
+             deadline: _Deadline, on_bytes: ByteSink | None) -> int:
+    """Stream the open file ``src`` from its start into a new member; the bytes read."""
+    src.seek(0)
+    buf = bytearray(min(chunk, max(4096, zinfo.file_size + 1)))  # small file, small buffer
+    view = memoryview(buf)
+    total = 0
+    with zf.open(zinfo, "w") as dst:
+        if dst._compressor is not None:
+            dst._compressor = compressor
+        while n := src.readinto(buf):
+            dst.write(view[:n])
+            total += n
+            if on_bytes is not None:
+                on_bytes(n)
+            deadline.check()
+    return total
+
+
+def _drop_last(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo) -> None:
+    """Take the member just written off the end of ``zf``, to write it again another way."""
+    zf.filelist.remove(zinfo)
+    del zf.NameToInfo[zinfo.filename]
+    zf.start_dir = zinfo.header_offset
+    zf.fp.seek(zinfo.header_offset)
+    zf.fp.truncate()
 
 
 def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, backend: str,
                 deadline: _Deadline, on_bytes: ByteSink | None, stem: str,
                 pool: ThreadPoolExecutor | None) -> os.stat_result:
-    """Stream one file into ``zf``; return its stat as read (for the delete step)."""
+    """Stream one file into ``zf``; return its stat as read (for the delete step).
+
+    A file under the chunk size is read whole and stored unless compressing it makes it
+    smaller (the in-memory writer's rule, so both write the same bytes). A bigger one is
+    stored without compressing when its samples do not compress; otherwise it is compressed
+    as it streams, and written again, stored, if that did not make it smaller.
+    """
     fd, st = _open_source(f, stem)
     with open(fd, "rb") as src:
-        date_time, attr = _stamp(st, options)
-        zinfo = zipfile.ZipInfo(f.name, date_time)
-        zinfo.external_attr = attr
-        zinfo.create_system = 3
-        zinfo.compress_type = _METHODS[options.compression]
-        if options.level is not None and options.compression in ("deflate", "bzip2"):
-            zinfo._compresslevel = options.level  # zipfile's own per-member level slot
-        zinfo.file_size = st.st_size  # lets zipfile choose ZIP64 up front for big members
-        buf = bytearray(min(options.chunk_size, max(4096, st.st_size + 1)))  # small file, small buffer
-        view = memoryview(buf)
-        total = 0
-        with zf.open(zinfo, "w") as dst:
-            if options.compression == "deflate" and getattr(dst, "_compressor", None) is not None:
-                if pool is not None and st.st_size >= 4 * _BLOCK:
-                    dst._compressor = _BlockDeflater(backend, pool, options.threads)
-                else:
-                    dst._compressor = _raw_deflater(backend)
-            elif options.compression == "lzma" and options.level is not None:
-                dst._compressor = _LevelLZMA(options.level)
-            while True:
-                n = src.readinto(buf)
-                if not n:
-                    break
-                dst.write(view[:n])
-                total += n
-                if on_bytes is not None:
-                    on_bytes(n)
-                deadline.check()
+        s = _stamp(st, options)
+        method = _METHODS[options.compression]
+        size = st.st_size
+        if method != zipfile.ZIP_STORED and size < options.chunk_size:
+            data = src.read(size + 1)  # one byte more than expected: growth shows
+            method, packed = _pack(data, method, _compressor(options, backend, size, pool))
+            with zf.open(_member_info(f.name, s, method, options, size), "w") as dst:
+                if dst._compressor is not None:
+                    dst._compressor = _Packed(packed)
+                dst.write(data)
+            total = len(data)
+            if on_bytes is not None:
+                on_bytes(total)
+            deadline.check()
+        else:
+            if method != zipfile.ZIP_STORED and sample_incompressible(fd, size):
+                method = zipfile.ZIP_STORED  # random or compressed already: copied, not compressed
+            zinfo = _member_info(f.name, s, method, options, size)
+            compressor = None if method == zipfile.ZIP_STORED else _compressor(options, backend, size, pool)
+            total = _copy_in(zf, zinfo, src, compressor, options.chunk_size, deadline, on_bytes)
+            if method != zipfile.ZIP_STORED and not pays(zinfo.compress_size, zinfo.file_size):
+                log.debug("stem %s: %s did not shrink (%d -> %d bytes); storing it", stem, f.path,
+                          zinfo.file_size, zinfo.compress_size)
+                _drop_last(zf, zinfo)
+                zinfo = _member_info(f.name, s, zipfile.ZIP_STORED, options, size)
+                total = _copy_in(zf, zinfo, src, None, options.chunk_size, deadline, None)
         after = os.fstat(src.fileno())
     _check_unchanged(f, stem, st, total, after)
     return st
@@ -354,25 +430,22 @@ def _write_in_memory(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
         data, st = got
         total += len(data)
         read[f.name] = st
-        if method == zipfile.ZIP_STORED:
-            packed = data
-        else:
-            c = _raw_deflater(backend)
-            packed = (c.compress(data) if data else b"") + c.flush()  # as streaming: no empty call
+        kind, packed = _pack(data, method, _raw_deflater(backend) if method != zipfile.ZIP_STORED else None)
         crc = zlib.crc32(data)
-        dt, attr = _stamp(st, options)
+        s = _stamp(st, options)
+        dt = s.date_time
         dosdate = (dt[0] - 1980) << 9 | dt[1] << 5 | dt[2]
         dostime = dt[3] << 11 | dt[4] << 5 | (dt[5] // 2)
         try:
             name, flags = f.name.encode("ascii"), 0
         except UnicodeEncodeError:
             name, flags = f.name.encode("utf-8"), 0x800  # bit 11: the name is UTF-8
-        body += (_LOCAL.pack(b"PK\x03\x04", _ZIP_VERSION, 0, flags, method, dostime, dosdate, crc,
-                             len(packed), len(data), len(name), 0), name, packed)
-        central += (_CENTRAL.pack(b"PK\x01\x02", _ZIP_VERSION, 3, _ZIP_VERSION, 0, flags, method,
-                                  dostime, dosdate, crc, len(packed), len(data), len(name), 0, 0, 0,
-                                  0, attr, offset), name)
-        offset += _LOCAL.size + len(name) + len(packed)
+        body += (_LOCAL.pack(b"PK\x03\x04", _ZIP_VERSION, 0, flags, kind, dostime, dosdate, crc,
+                             len(packed), len(data), len(name), len(s.extra)), name, s.extra, packed)
+        central += (_CENTRAL.pack(b"PK\x01\x02", _ZIP_VERSION, 3, _ZIP_VERSION, 0, flags, kind,
+                                  dostime, dosdate, crc, len(packed), len(data), len(name),
+                                  len(s.extra), 0, 0, 0, s.external_attr, offset), name, s.extra)
+        offset += _LOCAL.size + len(name) + len(s.extra) + len(packed)
         deadline.check()
     directory = b"".join(central)
     n = len(stem.files)

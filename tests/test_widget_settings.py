@@ -6,6 +6,7 @@ values; tests/test_widgets.py and tests/test_browser.py drive the same rules thr
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,15 @@ def test_the_folder_picker_never_leaves_the_root(demo, tmp_path):
     assert here == root / "output" and choices[0] == ("..", root)
     for escape in ("..", str(outside), "/"):
         assert st.browse(escape, root)[0] == root
+
+
+def test_the_live_view_words_time_like_tqdm_and_orders_stems_at_fault_first():
+    from zipkit.widgets import _render
+
+    assert [_render.clock(s) for s in (0, 75, 3725)] == ["00:00", "01:15", "1:02:05"]
+    assert _render.timing(3 << 20, 9 << 20, 2.0) == "1.5 MiB/s, elapsed 00:02, ETA 00:04"
+    assert _render.timing(0, 9 << 20, 0.0) == "0 B/s, elapsed 00:00, ETA ?"
+    html = _render.stems({"a": "done", "b": "queued", "c": "zipping", "d": "failed"})
+    assert html.startswith("<div class='zipkit-stems-head'>1 failed · 1 zipping · 1 queued · 1 done</div>")
+    assert [m for m in re.findall(r"zipkit-stem-(\w+)'", html)] == ["failed", "zipping", "queued", "done"]
+    assert _render.live_state("ok") == "done" and _render.live_state("timed_out") == "timed_out"

@@ -12,15 +12,12 @@ and config path must lie inside ``root``; others are refused.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import dataclasses
-import html
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,30 +28,17 @@ from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, Plan, plan
 from .._report import Report
 from .._run import ProgressEvent, available_cpus, run_plan
 from .._table import format_bytes
+from . import _render as render
 from . import _settings as settings
 from ._layout import FormLayout, _esc
-from ._settings import DEFAULT_LEVEL as _DEFAULT_LEVEL
 from ._settings import MARKERS as _MARKERS
 from ._settings import as_list as _as_list
-from ._settings import scan_extensions
 
 __all__ = ["ZipForm"]
 
 log = logging.getLogger("zipkit")
 
 _UI_INTERVAL = 0.1  # seconds between progress redraws (a callable may be called per MiB)
-_DOWNLOAD_MAX = 8 << 20  # archives up to this size are offered as downloads (data: links)
-_DOWNLOAD_TOTAL = 32 << 20  # and at most this much in all (the links travel to the browser)
-_MAX_CHIPS = 200  # stems shown one by one in the live status; the rest are counted
-_ORDER = ("failed", "timed_out", "zipping", "queued", "done", "skipped", "cancelled")
-_STATE = {"ok": "done"}  # a stem's status in the report → its live state (others as they are)
-
-
-def _clock(seconds: float) -> str:
-    """``75`` → ``'01:15'``, ``3725`` → ``'1:02:05'`` (tqdm's way)."""
-    m, s = divmod(int(seconds + 0.5), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 class ZipForm(FormLayout):
@@ -193,13 +177,6 @@ class ZipForm(FormLayout):
         display(self)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _say(self, text: str, kind: str = "info") -> None:
-        """Put ``text`` on the status line (``kind``: info, ok, error, busy)."""
-        self.message = text
-        color = {"error": "#b00020", "ok": "#1b5e20", "busy": "#0d47a1"}.get(kind, "inherit")
-        self.status.value = (f"<span class='zipkit-status-{kind}' style='color:{color}'>"
-                             f"{_esc(text)}</span>")
-
     def _guard(self, action: Callable[[], object], field: str | None = None) -> None:
         """Run a button's action; show what went wrong (on the fields at fault and the status line)
         instead of raising. ``field``: the field an error of this action belongs to."""
@@ -221,33 +198,6 @@ class ZipForm(FormLayout):
             log.exception("zipkit form: %s failed", getattr(action, "__name__", "action"))
             self._say(f"error: {type(e).__name__}: {e}", "error")
 
-    # -- marks on the fields at fault ---------------------------------------------------------
-    def _mark(self, name: str, message: str | None) -> None:
-        """Mark field ``name`` invalid with ``message`` beside it, or clear its mark (None)."""
-        control, note = getattr(self, name), self.field_errors[name]
-        if message:
-            control.add_class("zipkit-invalid")
-            note.value = f"⚠ {_esc(message)}"
-            note.layout.display = ""
-            if name == "regex":  # a folded field at fault is unfolded, so that its message shows
-                self.filters.selected_index = 0
-            elif name in ("level", "config_path"):
-                self.options.selected_index = 0 if name == "level" else 1
-        elif "zipkit-invalid" in control._dom_classes:
-            control.remove_class("zipkit-invalid")
-            note.value = ""
-            note.layout.display = "none"
-
-    def marked(self) -> dict[str, str]:
-        """The fields marked invalid now and their messages (plain text)."""
-        return {name: html.unescape(self.field_errors[name].value).removeprefix("⚠ ")
-                for name in self.FIELDS if "zipkit-invalid" in getattr(self, name)._dom_classes}
-
-    def _show_errors(self, fields: dict[str, str]) -> None:
-        for name in self.FIELDS:
-            if name != "config_path":  # only Save/Load judge the config path
-                self._mark(name, fields.get(name))
-
     def _input_changed(self, _change: object = None) -> None:
         """A person changed a control: withdraw the delete question, clear marks on fields now
         fixed, and clear results that no longer describe the form."""
@@ -268,15 +218,6 @@ class ZipForm(FormLayout):
             if not self.message.startswith("error:"):
                 self._say("")
 
-    @contextlib.contextmanager
-    def _quietly(self) -> Iterator[None]:
-        """Changes made by the form itself (new options, a level kept) are not a person's edits."""
-        self._quiet += 1
-        try:
-            yield
-        finally:
-            self._quiet -= 1
-
     def _path(self, text: str, what: str) -> Path:
         """The folder or file named in a field, made absolute; refused when outside ``root``."""
         return settings.resolve_path(text, what, self.root)
@@ -295,86 +236,7 @@ class ZipForm(FormLayout):
     def _scan_markers(self) -> None:
         self._say_scan([self._safe_scan("markers")])
 
-    def _say_scan(self, errors: list[str | None]) -> None:
-        found = [e for e in errors if e]
-        if found:
-            self._say("error: " + "; ".join(found), "error")
-        elif self.message.startswith("error:") and not self.marked():
-            self._say("")
-
-    def _safe_scan(self, name: str, wanted: Iterable[str] = ()) -> str | None:
-        """Offer the extensions found in folder field ``name`` (source or markers) in its list;
-        mark the field and return the message when the folder cannot be listed."""
-        field = getattr(self, name)
-        choice = self.extensions if name == "source" else self.marker_extensions
-        keep = [e.lstrip(".").lower() for e in wanted] or list(choice.value)
-        found: list[tuple[str, int, int]] = []
-        error = None
-        if field.value.strip():
-            try:
-                found = scan_extensions(settings.folder(field.value, field.description, self.root))
-            except ZipkitError as e:
-                error = str(e)
-            except OSError as e:
-                error = f"cannot list {field.description} {field.value.strip()}: {e.strerror or e}"
-        self._mark(name, error)
-        seen = {ext for ext, _, _ in found}
-        opts = [(f"{ext} — {n} file{'s' if n != 1 else ''}, {format_bytes(size)}", ext)
-                for ext, n, size in found]
-        opts += [(f"{ext} — no files here", ext) for ext in keep if ext not in seen]
-        with self._quietly(), choice.hold_sync():
-            choice.options = opts
-            choice.value = tuple(e for e in keep if e in {v for _, v in opts})
-        return error
-
-    def _fill_picker(self, name: str) -> None:
-        """Offer the sub-folders (and "..") of the folder in field ``name``, never above root."""
-        here, choices = settings.browse(getattr(self, name).value, self.root)
-        with self._quietly(), self.pickers[name].hold_sync():
-            self.pickers[name].options = [("browse…", "")] + [(label, str(p)) for label, p in choices]
-            self.pickers[name].value = ""
-
-    def _picked(self, name: str, value: str) -> None:
-        if value and not self._quiet:
-            getattr(self, name).value = value  # scans, refills this picker, clears old results
-
-    def _show_mode(self) -> None:
-        markers = self.stem_mode.value == _MARKERS
-        self.markers_box.layout.display = "" if markers else "none"
-        if markers:
-            self._scan_markers()
-        else:  # marks on hidden fields would be messages nobody can see or fix
-            for name in ("markers", "marker_extensions", "regex"):
-                self._mark(name, None)
-
-    def _set_levels(self, level: int | None = None) -> None:
-        """Offer the levels of the compression chosen; keep the level when it is one of them.
-
-        Options and value go to the browser in one message (``hold_sync``): sent apart, a quick
-        second change of compression could leave the dropdown blank."""
-        current = self.level.value if level is None else level
-        allowed = settings.levels(self.compression.value)
-        with self._quietly(), self.level.hold_sync():
-            self.level.options = [("default", _DEFAULT_LEVEL)] + [(str(i), i) for i in allowed]
-            self.level.value = current if current in allowed else _DEFAULT_LEVEL
-
-    def _set_workers(self, workers: int | str) -> None:
-        workers = opt.WORKERS(workers, "workers") or "auto"
-        self.workers.value = self.workers.max if workers == "auto" else min(int(workers), self.workers.max)
-
     # -- settings ----------------------------------------------------------------------------
-    def values(self) -> settings.FormValues:
-        """What the controls hold now, as plain values."""
-        return settings.FormValues(
-            source=self.source.value, extensions=tuple(self.extensions.value),
-            stem_mode=self.stem_mode.value, markers=self.markers.value,
-            marker_extensions=tuple(self.marker_extensions.value), contains=self.contains.value,
-            not_contains=self.not_contains.value, pattern=self.pattern.value, regex=self.regex.value,
-            match=self.match.value, output=self.output.value, compression=self.compression.value,
-            level=self.level.value, workers=self.workers.value, max_workers=self.workers.max,
-            overwrite=self.overwrite.value, verify=self.verify.value,
-            reproducible=self.reproducible.value, delete_sources=self.delete_sources.value)
-
     def plan_kwargs(self) -> dict[str, Any]:
         """The arguments of :func:`zipkit.plan` that the form's controls give.
 
@@ -463,7 +325,7 @@ class ZipForm(FormLayout):
             self._stem_state = {s.stem: "queued" for s in p.to_write}
             self._started = time.monotonic()
             self._say(f"zipping {len(p.to_write)} stem(s), {format_bytes(p.total_bytes)} …", "busy")
-            self._draw_stems()
+            self.stems.value = render.stems(self._stem_state)
             report = run_plan(p, progress=self._on_progress, cancel=cancel, **run_kw)
             if report.failed:
                 report = dataclasses.replace(report, error_report=report.save_error_report(
@@ -482,7 +344,7 @@ class ZipForm(FormLayout):
 
     def _on_progress(self, ev: ProgressEvent) -> None:
         if ev.result is not None:
-            self._stem_state[ev.result.stem] = _STATE.get(ev.result.status, ev.result.status)
+            self._stem_state[ev.result.stem] = render.live_state(ev.result.status)
         elif ev.stem is not None and self._stem_state.get(ev.stem) == "queued":
             self._stem_state[ev.stem] = "zipping"
         now = time.monotonic()
@@ -494,36 +356,17 @@ class ZipForm(FormLayout):
         pct = f" ({ev.bytes_done / ev.bytes_total:.0%})" if ev.bytes_total else ""
         failed = f", {ev.failed} failed" if ev.failed else ""
         elapsed = now - self._started
-        rate = ev.bytes_done / elapsed if elapsed > 0 else 0.0
-        eta = _clock((ev.bytes_total - ev.bytes_done) / rate) if rate > 0 else "?"
-        timing = f"{format_bytes(rate)}/s, elapsed {_clock(elapsed)}, ETA {eta}"
+        timing = render.timing(ev.bytes_done, ev.bytes_total, elapsed)
         cancelling = " — cancelling …" if self._cancel is not None and self._cancel.is_set() else ""
         self.progress_text.value = _esc(timing)
         self._say(f"zipping: {ev.stems_done}/{ev.stems_total} stems, {format_bytes(ev.bytes_done)} of "
                   f"{format_bytes(ev.bytes_total)}{pct}{failed}, {timing}{cancelling}", "busy")
-        self._draw_stems()
-
-    def _draw_stems(self) -> None:
-        """The live per-stem status: counts, then one chip per stem (those at work first)."""
-        states = self._stem_state
-        counts = {k: sum(1 for v in states.values() if v == k) for k in _ORDER}
-        head = " · ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
-        order = sorted(states, key=lambda s: _ORDER.index(states[s]) if states[s] in _ORDER else 0)
-        chips = "".join(f"<span class='zipkit-stem zipkit-stem-{states[s]}' title='{_esc(states[s])}'>"
-                        f"{_esc(s)}</span>" for s in order[:_MAX_CHIPS])
-        more = f" … {len(order) - _MAX_CHIPS} more" if len(order) > _MAX_CHIPS else ""
-        self.stems.value = f"<div class='zipkit-stems-head'>{_esc(head)}</div><div>{chips}{more}</div>"
-
-    def _deleted(self, report: Report) -> tuple[int, int]:
-        """How many source files the run deleted, and their bytes (sizes as planned)."""
-        sizes = {(s.stem, f.name): f.size for s in (self.plan.stems if self.plan else ()) for f in s.files}
-        gone = [(r.stem, name) for r in report.results for name in r.deleted]
-        return len(gone), sum(sizes.get(k, 0) for k in gone)
+        self.stems.value = render.stems(self._stem_state)
 
     def _show_report(self, report: Report) -> None:
         self.report = report
         parts = []
-        n_deleted, bytes_deleted = self._deleted(report)
+        n_deleted, bytes_deleted = render.deleted(self.plan, report)
         deleted = (f"; deleted {n_deleted} source file{'s' if n_deleted != 1 else ''}, "
                    f"{format_bytes(bytes_deleted)}" if n_deleted else "")
         if deleted:
@@ -534,13 +377,13 @@ class ZipForm(FormLayout):
             parts.append(f"<p class='zipkit-error-report'>error report: "
                          f"<code>{_esc(report.error_report)}</code></p>")
         self.result.value = "".join(parts)
-        self.downloads.value = self._links(report)
+        self.downloads.value = render.downloads(report)
         for r in report.results:  # stems that never ran (cancelled) send no event of their own
-            self._stem_state[r.stem] = _STATE.get(r.status, r.status)
+            self._stem_state[r.stem] = render.live_state(r.status)
         elapsed = time.monotonic() - self._started
-        self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {_clock(elapsed)}, "
+        self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {render.clock(elapsed)}, "
                                         f"{format_bytes(report.throughput)}/s")
-        self._draw_stems()
+        self.stems.value = render.stems(self._stem_state)
         if n_deleted:  # the counts offered no longer hold: the deleted files are gone
             self._say_scan([self._safe_scan("source")])
         if report.cancelled:
@@ -557,43 +400,6 @@ class ZipForm(FormLayout):
             self.progress.value = self.progress.max
             self.progress.bar_style = "success"
             self._say(f"done: {report.summary_line()}{deleted}", "ok")
-
-    def _links(self, report: Report) -> str:
-        """Downloads of the archives written, so that they can be had from a served form (Voilà).
-
-        Voilà serves no files outside its notebook folder by default, so small archives are
-        offered as ``data:`` links (the browser saves them; nothing is served); larger ones are
-        named with their folder."""
-        written = [r for r in report.ok if r.status == "ok" and r.archive is not None]
-        if not written:
-            return ""
-        links, budget = [], _DOWNLOAD_TOTAL
-        for r in written:
-            path = Path(r.archive)
-            try:
-                size = path.stat().st_size
-            except OSError:
-                continue
-            name = _esc(path.name)
-            if size <= min(_DOWNLOAD_MAX, budget):
-                budget -= size
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                links.append(f"<a class='zipkit-download' download='{name}' "
-                             f"href='data:application/zip;base64,{data}'>{name}</a>")
-            else:
-                links.append(f"<span class='zipkit-too-big' title='{_esc(path)}'>{name} "
-                             f"({_esc(format_bytes(size))})</span>")
-        folder = _esc(Path(written[0].archive).parent)
-        return (f"<div><b>download</b> ({len(written)} archive{'s' if len(written) != 1 else ''} in "
-                f"<code>{folder}</code>; those over {format_bytes(_DOWNLOAD_MAX)} only there): "
-                + " ".join(links) + "</div>")
-
-    def _set_running(self, running: bool) -> None:
-        """Lock every input and action but Cancel while a run goes; unlock after."""
-        for c in (*self.inputs(), self.preview_button, self.zip_button, self.load_button,
-                  self.save_button, self.scan_button):
-            c.disabled = running
-        self.cancel_button.disabled = not running
 
     def cancel(self) -> None:
         """Stop the run: no new stems start, workers stop, temp files go; the report says what ran."""

@@ -1,23 +1,30 @@
-"""The form's controls and their arrangement: every widget, its label, its CSS class.
+"""The form's controls and their arrangement: every widget, its label, its CSS class, and how
+each is filled (extensions scanned, marks on fields at fault, level choices, folder pickers).
 
-The controller (``_form``) adds behaviour; the mapping of the values to the library's options
-is in ``_settings``.
+The controller (``_form``) decides when; the mapping of the values to the library's options is
+in ``_settings``; the HTML shown during and after a run in ``_render``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import ipywidgets as w
 
+from .. import _options as opt
+from .._errors import ZipkitError
 from .._plan import COMPRESSIONS, OVERWRITE_POLICIES
+from .._table import format_bytes
+from . import _settings as settings
 from ._settings import DEFAULT_LEVEL as _DEFAULT_LEVEL
 from ._settings import MARKERS as _MARKERS
 from ._settings import OWN as _OWN
 from ._settings import as_list as _as_list
+from ._settings import scan_extensions
 
 __all__ = ["FormLayout"]
 
@@ -27,7 +34,9 @@ def _esc(text: object) -> str:
 
 
 class FormLayout:
-    """The widgets of :class:`~zipkit.widgets.ZipForm`, built by :meth:`_build`; no behaviour."""
+    """The widgets of :class:`~zipkit.widgets.ZipForm`, built by :meth:`_build`, and the ways to
+    fill and read them (scans, marks, levels, pickers, the status line); the controller decides
+    when."""
 
     CSS_CLASSES: tuple[str, ...] = (
         "zipkit-form", "zipkit-root", "zipkit-source", "zipkit-scan", "zipkit-extensions",
@@ -55,6 +64,8 @@ class FormLayout:
 
     root: Any
     cpus: int
+    message: str
+    _quiet: int
 
     @staticmethod
     def _tag(widget: w.DOMWidget, name: str) -> Any:
@@ -232,6 +243,135 @@ class FormLayout:
             w.HBox([inputs, self.actions], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
             self.result,
         ]), "form")
+
+    # -- filling and reading the controls (no behaviour: the controller decides when) ---------
+    def _say(self, text: str, kind: str = "info") -> None:
+        """Put ``text`` on the status line (``kind``: info, ok, error, busy)."""
+        self.message = text
+        color = {"error": "#b00020", "ok": "#1b5e20", "busy": "#0d47a1"}.get(kind, "inherit")
+        self.status.value = (f"<span class='zipkit-status-{kind}' style='color:{color}'>"
+                             f"{_esc(text)}</span>")
+
+    def _mark(self, name: str, message: str | None) -> None:
+        """Mark field ``name`` invalid with ``message`` beside it, or clear its mark (None)."""
+        control, note = getattr(self, name), self.field_errors[name]
+        if message:
+            control.add_class("zipkit-invalid")
+            note.value = f"⚠ {_esc(message)}"
+            note.layout.display = ""
+            if name == "regex":  # a folded field at fault is unfolded, so that its message shows
+                self.filters.selected_index = 0
+            elif name in ("level", "config_path"):
+                self.options.selected_index = 0 if name == "level" else 1
+        elif "zipkit-invalid" in control._dom_classes:
+            control.remove_class("zipkit-invalid")
+            note.value = ""
+            note.layout.display = "none"
+
+    def marked(self) -> dict[str, str]:
+        """The fields marked invalid now and their messages (plain text)."""
+        return {name: html.unescape(self.field_errors[name].value).removeprefix("⚠ ")
+                for name in self.FIELDS if "zipkit-invalid" in getattr(self, name)._dom_classes}
+
+    def _show_errors(self, fields: dict[str, str]) -> None:
+        for name in self.FIELDS:
+            if name != "config_path":  # only Save/Load judge the config path
+                self._mark(name, fields.get(name))
+
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[None]:
+        """Changes made by the form itself (new options, a level kept) are not a person's edits."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
+
+    def _fill_picker(self, name: str) -> None:
+        """Offer the sub-folders (and "..") of the folder in field ``name``, never above root."""
+        here, choices = settings.browse(getattr(self, name).value, self.root)
+        with self._quietly(), self.pickers[name].hold_sync():
+            self.pickers[name].options = [("browse…", "")] + [(label, str(p)) for label, p in choices]
+            self.pickers[name].value = ""
+
+    def _set_levels(self, level: int | None = None) -> None:
+        """Offer the levels of the compression chosen; keep the level when it is one of them.
+
+        Options and value go to the browser in one message (``hold_sync``): sent apart, a quick
+        second change of compression could leave the dropdown blank."""
+        current = self.level.value if level is None else level
+        allowed = settings.levels(self.compression.value)
+        with self._quietly(), self.level.hold_sync():
+            self.level.options = [("default", _DEFAULT_LEVEL)] + [(str(i), i) for i in allowed]
+            self.level.value = current if current in allowed else _DEFAULT_LEVEL
+
+    def _set_workers(self, workers: int | str) -> None:
+        workers = opt.WORKERS(workers, "workers") or "auto"
+        self.workers.value = self.workers.max if workers == "auto" else min(int(workers), self.workers.max)
+
+    def values(self) -> settings.FormValues:
+        """What the controls hold now, as plain values."""
+        return settings.FormValues(
+            source=self.source.value, extensions=tuple(self.extensions.value),
+            stem_mode=self.stem_mode.value, markers=self.markers.value,
+            marker_extensions=tuple(self.marker_extensions.value), contains=self.contains.value,
+            not_contains=self.not_contains.value, pattern=self.pattern.value, regex=self.regex.value,
+            match=self.match.value, output=self.output.value, compression=self.compression.value,
+            level=self.level.value, workers=self.workers.value, max_workers=self.workers.max,
+            overwrite=self.overwrite.value, verify=self.verify.value,
+            reproducible=self.reproducible.value, delete_sources=self.delete_sources.value)
+
+    def _say_scan(self, errors: list[str | None]) -> None:
+        found = [e for e in errors if e]
+        if found:
+            self._say("error: " + "; ".join(found), "error")
+        elif self.message.startswith("error:") and not self.marked():
+            self._say("")
+
+    def _safe_scan(self, name: str, wanted: Iterable[str] = ()) -> str | None:
+        """Offer the extensions found in folder field ``name`` (source or markers) in its list;
+        mark the field and return the message when the folder cannot be listed."""
+        field = getattr(self, name)
+        choice = self.extensions if name == "source" else self.marker_extensions
+        keep = [e.lstrip(".").lower() for e in wanted] or list(choice.value)
+        found: list[tuple[str, int, int]] = []
+        error = None
+        if field.value.strip():
+            try:
+                found = scan_extensions(settings.folder(field.value, field.description, self.root))
+            except ZipkitError as e:
+                error = str(e)
+            except OSError as e:
+                error = f"cannot list {field.description} {field.value.strip()}: {e.strerror or e}"
+        self._mark(name, error)
+        seen = {ext for ext, _, _ in found}
+        opts = [(f"{ext} — {n} file{'s' if n != 1 else ''}, {format_bytes(size)}", ext)
+                for ext, n, size in found]
+        opts += [(f"{ext} — no files here", ext) for ext in keep if ext not in seen]
+        with self._quietly(), choice.hold_sync():
+            choice.options = opts
+            choice.value = tuple(e for e in keep if e in {v for _, v in opts})
+        return error
+
+    def _set_running(self, running: bool) -> None:
+        """Lock every input and action but Cancel while a run goes; unlock after."""
+        for c in (*self.inputs(), self.preview_button, self.zip_button, self.load_button,
+                  self.save_button, self.scan_button):
+            c.disabled = running
+        self.cancel_button.disabled = not running
+
+    def _picked(self, name: str, value: str) -> None:
+        if value and not self._quiet:
+            getattr(self, name).value = value  # scans, refills this picker, clears old results
+
+    def _show_mode(self) -> None:
+        markers = self.stem_mode.value == _MARKERS
+        self.markers_box.layout.display = "" if markers else "none"
+        if markers:
+            self._say_scan([self._safe_scan("markers")])
+        else:  # marks on hidden fields would be messages nobody can see or fix
+            for name in ("markers", "marker_extensions", "regex"):
+                self._mark(name, None)
 
     def inputs(self) -> list[w.Widget]:
         """Every control a person edits (locked while a run goes)."""

@@ -2,8 +2,9 @@
 
 The HTML tables carry their own style (:data:`TABLE_CSS`, scoped to ``div.zipkit-table``) so
 that they look the same in a notebook, in the form and in Voilà: padded cells, numbers aligned
-right, a marked header, status colours, monospace tracebacks. Where styles are stripped (GitHub's
-notebook view) the ``align`` attributes still right-align the numbers.
+right, a marked header, status colours, monospace tracebacks. The alignment is ``!important``:
+JupyterLab right-aligns every output table cell with a more specific rule of its own. Where
+styles are stripped (GitHub's notebook view) the ``align`` attributes still right-align numbers.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ TABLE_CSS = (
     "div.zipkit-table table{border-collapse:collapse;margin:.4em 0;font-size:13px;"
     "font-variant-numeric:tabular-nums}"
     "div.zipkit-table th,div.zipkit-table td{padding:.25em .8em;border:none;"
-    "border-bottom:1px solid #e0e0e0;text-align:left;vertical-align:top}"
+    "border-bottom:1px solid #e0e0e0;text-align:left!important;vertical-align:top}"
     "div.zipkit-table th{font-weight:600;background:#f3f4f6;border-bottom:2px solid #9e9e9e;"
     "white-space:nowrap}"
-    "div.zipkit-table td.zipkit-num,div.zipkit-table th.zipkit-num{text-align:right;"
+    "div.zipkit-table td.zipkit-num,div.zipkit-table th.zipkit-num{text-align:right!important;"
     "white-space:nowrap}"
     "div.zipkit-table tbody tr:nth-child(even){background:#fafafa}"
     "div.zipkit-table tbody tr:hover{background:#eef3fb}"
@@ -33,7 +34,7 @@ TABLE_CSS = (
     "div.zipkit-table tr.zipkit-failed td.zipkit-col-status{color:#b00020}"
     "div.zipkit-table tr.zipkit-timed_out td.zipkit-col-status{color:#b34700}"
     "div.zipkit-table tr.zipkit-cancelled td.zipkit-col-status{color:#8d6e00}"
-    "div.zipkit-table tr.zipkit-failed,div.zipkit-table tr.zipkit-timed_out{background:#fdecee}"
+    "div.zipkit-table tbody tr.zipkit-failed,div.zipkit-table tbody tr.zipkit-timed_out{background:#fdecee}"
     "div.zipkit-table td.zipkit-nothing{color:#9e9e9e}"
     ".zipkit-failure{margin:.3em 0}.zipkit-failure summary{cursor:pointer;color:#b00020}"
     ".zipkit-failure pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"

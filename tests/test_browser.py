@@ -370,6 +370,15 @@ def test_actions_and_every_error_are_on_screen_at_1280x800(page, served, tmp_pat
     fill(page, ".zipkit-output", "elsewhere")
     expect(page.locator(".zipkit-result .zipkit-plan-table")).to_have_count(0)
 
+    # The YAML field's message shows beside it too, on screen (the YAML section is beside the actions).
+    unfold(page, ".zipkit-yaml")
+    fill(page, ".zipkit-config-path", "job.txt")
+    page.locator(".zipkit-save-yaml").click()
+    message = page.locator(".zipkit-config-path-error")
+    expect(message).to_contain_text("must end in .yml or .yaml")
+    assert in_view(page, message) and in_view(page, page.locator(".zipkit-status"))
+    page.screenshot(path=tmp_path / "yaml-error.png")
+
 
 def test_the_level_is_never_blank_after_quick_compression_changes(page):
     from playwright.sync_api import expect

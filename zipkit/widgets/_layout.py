@@ -48,8 +48,8 @@ class FormLayout:
         "zipkit-zip", "zipkit-cancel", "zipkit-config-path", "zipkit-save-yaml", "zipkit-load-yaml",
         "zipkit-progress", "zipkit-status", "zipkit-result",
         # added with the task layout (issue 16); the names above are kept as they were
-        "zipkit-actions", "zipkit-filters", "zipkit-options", "zipkit-progress-text", "zipkit-stems",
-        "zipkit-downloads", "zipkit-style", "zipkit-source-browse", "zipkit-markers-browse",
+        "zipkit-actions", "zipkit-filters", "zipkit-options", "zipkit-yaml", "zipkit-progress-text",
+        "zipkit-stems", "zipkit-downloads", "zipkit-style", "zipkit-source-browse", "zipkit-markers-browse",
         "zipkit-output-browse",
         *(f"zipkit-{name}-error" for name in ("source", "extensions", "markers", "marker-extensions",
                                                "output", "regex", "level", "config-path")),
@@ -184,7 +184,8 @@ class FormLayout:
                                                    description="delete sources after archiving (asks first)",
                                                    layout=w.Layout(width="auto")), "delete-sources")
         self.config_path = text("config-path", "YAML config", "e.g. zip_job.yml")
-        self.config_path.layout = w.Layout(width="28em")
+        self.config_path.layout = w.Layout(width="26em")
+        self.config_path.style = {"description_width": "7.5em"}
         self.save_button = self._tag(w.Button(description="Save as YAML", icon="save",
                                               layout=w.Layout(width="auto")), "save-yaml")
         self.load_button = self._tag(w.Button(description="Load YAML", icon="folder-open",
@@ -193,10 +194,14 @@ class FormLayout:
             w.VBox([w.HBox([self.compression, self.level]), self.workers, self.overwrite,
                     self.field_errors["level"],
                     w.HBox([self.verify, self.reproducible]), self.delete_sources]),
-            w.VBox([field(w.HBox([self.config_path, self.save_button, self.load_button]), "config_path")]),
-        ], titles=("archive options: compression, workers, existing archives, delete sources",
-                   "settings as YAML: save, load"), selected_index=None,
-            layout=w.Layout(width="44em")), "options")
+        ], titles=("archive options: compression, workers, existing archives, delete sources",),
+            selected_index=None, layout=w.Layout(width="44em")), "options")
+        self.field_errors["config_path"].layout.margin = "0 0 4px 8em"
+        self.yaml = self._tag(w.Accordion(children=[w.VBox([
+            self.config_path, self.field_errors["config_path"],
+            w.HBox([self.save_button, self.load_button], layout=w.Layout(margin="0 0 0 8em"))])],
+            titles=("settings as YAML: save, load",), selected_index=None,
+            layout=w.Layout(width="95%", margin="8px 0 0 0")), "yaml")
 
         # -- actions, progress, result -------------------------------------------------------
         self.preview_button = self._tag(w.Button(description="Preview", icon="eye",
@@ -227,7 +232,7 @@ class FormLayout:
         self.actions = self._tag(w.VBox([
             w.HBox([self.preview_button, self.zip_button, self.cancel_button]),
             self.status, self.confirm_box, self.progress, self.progress_text, self.stems,
-            self.downloads,
+            self.downloads, self.yaml,
         ], layout=w.Layout(flex="1 1 22em", min_width="22em", padding="0 0 0 1em")), "actions")
         inputs = w.VBox([
             field(self.source, "source", self.pickers["source"], self.scan_button),
@@ -261,8 +266,10 @@ class FormLayout:
             note.layout.display = ""
             if name == "regex":  # a folded field at fault is unfolded, so that its message shows
                 self.filters.selected_index = 0
-            elif name in ("level", "config_path"):
-                self.options.selected_index = 0 if name == "level" else 1
+            elif name == "level":
+                self.options.selected_index = 0
+            elif name == "config_path":
+                self.yaml.selected_index = 0
         elif "zipkit-invalid" in control._dom_classes:
             control.remove_class("zipkit-invalid")
             note.value = ""

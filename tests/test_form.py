@@ -143,7 +143,7 @@ def test_a_delete_run_says_what_it_deleted_and_the_extension_counts_follow(demo)
     size = sum(f.size for s in form.plan.stems for f in s.files)
     summary = f"deleted 32 source files, {zipkit._table.format_bytes(size)}"
     assert form.message.endswith(summary), form.message
-    assert "Deleted 32 source files" in form.result.value
+    assert f"<p class='zipkit-deleted'><b>{summary}</b>" in form.result.value  # the report says it too
     assert form.extensions.options[0][0] == "csv — 1 file, " + zipkit._table.format_bytes(
         (demo / "output" / "csv" / "campaign_summary.csv").stat().st_size)
     assert "zipkit-report-table" in form.result.value  # the refreshed list did not clear the report

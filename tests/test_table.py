@@ -73,3 +73,17 @@ def test_the_progress_bar_speaks_binary_units_as_the_report_does(tmp_path, capsy
     assert re.search(r"100%\|.*\| 3\.0 MiB/3\.0 MiB \[\d\d:\d\d<\d\d:\d\d, [\d.]+ [KMG]iB/s, stems=1/1\]$",
                      final), final
     assert "3.0 MiB" in report.summary_line()
+
+
+def test_the_reports_html_says_what_the_run_deleted(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for stem in ("a", "b"):
+        (src / f"{stem}.dat").write_text(stem * 1500)
+        (src / f"{stem}.log").write_text(stem * 500)
+    report = zipkit.zip_by_extension(src, ["dat", "log"], tmp_path / "out", progress=False, workers=1,
+                                     delete_sources=True)
+    assert report.success and not list(src.iterdir())
+    assert "<p class='zipkit-deleted'><b>deleted 4 source files, 3.9 KiB</b>" in report._repr_html_()
+    kept = zipkit.zip_by_extension(tmp_path / "out", ["zip"], tmp_path / "again", progress=False)
+    assert "zipkit-deleted" not in kept._repr_html_()  # nothing deleted: nothing said

@@ -240,9 +240,17 @@ class Report:
             f"<pre>{html.escape(r.traceback)}</pre></details>"
             for r in self.failed
         )
+        gone = [r for r in self.results if r.deleted]
+        deleted = ""
+        if gone:  # what a run deleted is always said
+            n = sum(len(r.deleted) for r in gone)
+            whole = all(len(r.deleted) == len(r.files) for r in gone)
+            size = f", {format_bytes(sum(r.bytes_in for r in gone))}" if whole else ""
+            deleted = (f"<p class='zipkit-deleted'><b>deleted {n} source file{'s' if n != 1 else ''}"
+                       f"{size}</b> (each after its archive was written, fsynced and verified)</p>")
         return (
             "<div class='zipkit-report'>"
-            f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>"
+            f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>" + deleted
             + html_table(self._HEADERS, self._rows(), css_class="zipkit-report-table",
                          row_classes=[f"zipkit-{r.status}" for r in self._in_table_order()])
             + (f"<ul>{notes}</ul>" if notes else "") + failures + "</div>"

@@ -369,9 +369,6 @@ class ZipForm(FormLayout):
         n_deleted, bytes_deleted = render.deleted(self.plan, report)
         deleted = (f"; deleted {n_deleted} source file{'s' if n_deleted != 1 else ''}, "
                    f"{format_bytes(bytes_deleted)}" if n_deleted else "")
-        if deleted:
-            parts.append(f"<p class='zipkit-deleted'><b>{_esc(deleted[2:3].upper() + deleted[3:])}</b> "
-                         f"(each after its archive was written, fsynced and verified).</p>")
         parts.append(report._repr_html_())
         if report.error_report is not None:
             parts.append(f"<p class='zipkit-error-report'>error report: "

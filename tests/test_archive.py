@@ -164,11 +164,12 @@ def test_timeout_stops_a_stem_and_leaves_nothing(tmp_path):
 
 def test_skip_action_writes_nothing(tmp_path):
     src = make(tmp_path / "src", {"a.csv": b"1"})
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "a.zip").write_bytes(b"keep me")
+    zip_by_extension(src, "csv", tmp_path / "out", progress=False)
+    before = (tmp_path / "out" / "a.zip").read_bytes()
+    (src / "a.csv").write_bytes(b"2")
     rep = zip_by_extension(src, "csv", tmp_path / "out", overwrite="never", progress=False)
     assert [r.status for r in rep.results] == ["skipped"]
-    assert (tmp_path / "out" / "a.zip").read_bytes() == b"keep me"
+    assert (tmp_path / "out" / "a.zip").read_bytes() == before
 
 
 def test_update_skips_up_to_date_and_rebuilds_stale(tmp_path):
@@ -258,8 +259,9 @@ def test_which_stems_are_written_at_once(tmp_path):
     assert not archive._in_memory(a, ArchiveOptions(chunk_size=100_000))
 
 
-def test_a_small_stem_whose_file_grew_since_the_plan_is_streamed(tmp_path):
-    """Planned under 1 MiB, 3 MiB when written: read in chunks (bounded memory), not whole."""
+def test_a_small_stem_whose_file_grew_since_the_plan_fails_unread(tmp_path):
+    """Planned under 1 MiB, 3 MiB when written: not the file the plan saw, so the stem fails
+    (DESIGN: "Files are read as the plan saw them") and nothing of it is read whole."""
     src = make(tmp_path / "src", {"g.csv": b"tiny", "g.txt": b"t" * 100})
     p = plan(src, ["csv", "txt"], tmp_path / "out")
     import zipkit._archive as archive
@@ -270,44 +272,58 @@ def test_a_small_stem_whose_file_grew_since_the_plan_is_streamed(tmp_path):
     (tmp_path / "out").mkdir()
     reads: list[int] = []
     result = write_archive(p.stems[0], p.options, run_id="t", on_bytes=reads.append)
-    assert result.status == "ok", result.message
-    assert members(tmp_path / "out" / "g.zip") == {"g.csv": grown, "g.txt": b"t" * 100}
-    assert sum(reads) == len(grown) + 100 and max(reads) <= p.options.chunk_size
+    assert result.status == "failed" and result.error_type == "SourceChangedError"
+    assert "g.csv changed since the plan saw it (size 4 → 3145728" in result.message
+    assert not reads and not (tmp_path / "out" / "g.zip").exists()
 
 
-def test_a_temp_folder_removed_by_the_runs_cleanup_is_not_made_again(tmp_path):
-    """A task of a stopped run that goes on in a given executor after the run's cleanup writes
-    its temp file beside the removed folder (renamed away as usual), so no folder stays behind."""
-    from zipkit._archive import _temp_file
-    from zipkit._run import _cleanup_temps
-
-    fd, first = _temp_file(tmp_path, "run1")
-    os.close(fd)
-    assert first.parent.parent == tmp_path and first.parent.name.startswith(".zipkit-run1-")
-    _cleanup_temps(tmp_path, "run1")
-    assert os.listdir(tmp_path) == []
-    fd, later = _temp_file(tmp_path, "run1")
-    os.close(fd)
-    assert later.parent == tmp_path
-    os.replace(later, tmp_path / "s.zip")
-    assert os.listdir(tmp_path) == ["s.zip"]
-
-
-def test_cancel_with_a_given_thread_pool_leaves_no_temp_folder(tmp_path):
-    """Stems already running in the caller's executor finish after the run has returned."""
+def test_cancel_with_a_given_thread_pool_leaves_no_temp_folder(tmp_path, monkeypatch):
+    """The race that left ``.zipkit-RUN-PID.tmp`` behind, driven rather than hoped for: a task of
+    the caller's thread pool asks for its temp file exactly when the run's clean-up has emptied
+    that folder and is about to remove it. The task must get no file (the run is closed)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    from zipkit import _archive, _tempfiles
 
     src = make(tmp_path / "src", {f"s{i:03d}.dat": os.urandom(20_000) for i in range(200)})
     out = tmp_path / "out"
     cancel = threading.Event()
+    at_gate, cleanup_began, task_done = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[str] = []
+    real_temp_file, real_remove_folder = _archive._temp_file, _tempfiles._remove_folder
+
+    def temp_file(folder, run_id):
+        if threading.current_thread() is threading.main_thread() or at_gate.is_set():
+            return real_temp_file(folder, run_id)
+        at_gate.set()  # the one task that races the clean-up
+        cleanup_began.wait(30)
+        try:
+            fd, path = real_temp_file(folder, run_id)
+            outcome.append(f"made {path.name}")
+            return fd, path
+        except _tempfiles.RunClosed as e:
+            outcome.append(f"refused: {e}")
+            raise
+        finally:
+            task_done.set()
+
+    def remove_folder(path):
+        cleanup_began.set()  # listed and emptied; now the task tries; then the rmdir
+        task_done.wait(0.5)
+        real_remove_folder(path)
 
     def on_progress(ev):
         if ev.result is not None and ev.stems_done >= 5:
             cancel.set()
+            at_gate.wait(30)  # the racing task is waiting at its temp file when the run stops
 
+    monkeypatch.setattr(_archive, "_temp_file", temp_file)
+    monkeypatch.setattr(_tempfiles, "_remove_folder", remove_folder)
     with ThreadPoolExecutor(2) as ex:
         rep = zip_by_extension(src, "dat", out, executor=ex, progress=on_progress, cancel=cancel,
                                deflate_backend="zlib", level=9)
-    assert rep.cancelled
+        assert rep.cancelled
+    assert task_done.is_set() and cleanup_began.is_set(), "the race was not driven"
+    assert len(outcome) == 1 and outcome[0].startswith("refused: run "), outcome
     assert [n for n in os.listdir(out) if not n.endswith(".zip")] == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from safety_helpers import assert_unreadable, without_dac_override
+from signal_helpers import default_signals
 
 
 def zk(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -102,7 +103,8 @@ def test_interrupt_exits_130_and_leaves_no_temp(tmp_path):
     out = tmp_path / "out"
     p = subprocess.Popen([sys.executable, "-m", "zipkit", str(src), "--ext", "bin", "-o", str(out),
                           "-c", "lzma", "-l", "6", "-j", "2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_signals)  # SIGINT's default, however pytest was started
     deadline = time.time() + 30
     while time.time() < deadline and not (out.exists() and any(out.iterdir())):
         time.sleep(0.05)

@@ -288,10 +288,12 @@ def test_enabled_false_runs_in_process(project):
 def test_overwrite_false_keeps_existing_archives(project):
     out = project / "output/zip/03c_100yr"
     out.mkdir(parents=True)
-    (out / "draft_case.zip").write_bytes(b"kept")
+    with zipfile.ZipFile(out / "draft_case.zip", "w") as zf:
+        zf.writestr("kept.txt", "kept")
+    kept = (out / "draft_case.zip").read_bytes()
     report = run_config(project / "scripts" / "zip_config.yml",
                         {"default": {"config": {"overwrite": {"output": False}}}})
-    assert (out / "draft_case.zip").read_bytes() == b"kept"
+    assert (out / "draft_case.zip").read_bytes() == kept
     assert [r.stem for r in report.results if r.status == "skipped"] == ["draft_case"]
     assert load_config(project / "scripts" / "zip_config.yml",
                        {"default": {"config": {"overwrite": {"output": False}}},
@@ -391,7 +393,7 @@ def test_unknown_top_level_key_lists_the_sections(project):
     ("{level: 12}", "zipkit.level", "an integer from 0 to 9, not 12"),
     ("{compression: stored, level: 5}", "zipkit.level", "level for stored must be only 0, not 5"),
     ("{compression: bzip2, level: 0}", "zipkit.level", "level for bzip2 must be an integer from 1 to 9"),
-    ("{overwrite: sometimes}", "zipkit.overwrite", "always, never, update"),
+    ("{overwrite: sometimes}", "zipkit.overwrite", "always, update, never, replace"),
     ("{match: substring}", "zipkit.match", "prefix, contains"),
     ("{timeout: 0}", "zipkit.timeout", "> 0"),
     ("{executor: process, scheduler_address: 'tcp://h:1'}", "zipkit.scheduler_address", "executor: dask"),

@@ -142,13 +142,23 @@ def test_names_with_spaces_and_non_ascii(tmp_path):
                                               "測試": ["測試.csv"]}
 
 
-def test_archives_of_the_run_are_not_inputs(tmp_path):
-    touch(tmp_path, "a.dat", "a.zip", "b.zip", "c.dat")
-    p = plan(tmp_path, ["dat", "zip"])  # output == source
-    assert groups(p) == {"a": ["a.dat"], "c": ["c.dat"]}
-    assert {x.name for x, _ in p.ignored} == {"a.zip", "b.zip"}
-    touch(tmp_path, ".zipkit-abc-1.tmp")
-    assert groups(plan(tmp_path, ["dat", "tmp"])) == groups(p)
+def test_an_archive_that_is_a_source_of_the_run_is_refused_naming_both(tmp_path):
+    """output == source with ``zip`` among the extensions: the user's own a.zip is an input of
+    stem a and would be its archive: refused before any work, never written over."""
+    touch(tmp_path, "a.dat", "a.zip", "c.dat")
+    before = (tmp_path / "a.zip").read_bytes()
+    with pytest.raises(UsageError) as e:
+        plan(tmp_path, ["dat", "zip"])  # output == source
+    assert str(tmp_path / "a.zip") in str(e.value) and "source of stem 'a'" in str(e.value)
+    assert (tmp_path / "a.zip").read_bytes() == before
+    assert groups(plan(tmp_path, ["dat"])) == {"a": ["a.dat"], "c": ["c.dat"]}
+
+
+def test_zipkit_temp_files_are_never_inputs(tmp_path):
+    touch(tmp_path, "a.dat", ".zipkit-abc-1.tmp")
+    p = plan(tmp_path, ["dat", "tmp"])
+    assert groups(p) == {"a": ["a.dat"]}
+    assert [(x.name, why) for x, why in p.ignored] == [(".zipkit-abc-1.tmp", "zipkit temp file")]
 
 
 def test_symlinks_inside_followed_outside_ignored(tmp_path):
@@ -187,18 +197,39 @@ def test_plan_writes_nothing(tmp_path):
     p = plan(tmp_path / "d", "csv", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert p.to_records() == [{"stem": "a", "archive": str(tmp_path / "out" / "a.zip"), "action": "create",
-                               "reason": "", "files": ["a.csv"], "bytes": 1}]
+                               "reason": "", "files": ["a.csv"], "bytes": 1, "kept": [], "dropped": []}]
 
 
-def test_overwrite_policies_in_plan(tmp_path):
+@pytest.mark.parametrize("policy", ["always", "update", "never", "replace"])
+def test_a_file_at_the_archive_path_that_is_not_a_zip_fails_its_stem_in_the_plan(tmp_path, policy):
     touch(tmp_path / "d", "a.csv", "b.csv")
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "a.zip").write_bytes(b"not a zip")
-    assert [s.action for s in plan(tmp_path / "d", "csv", tmp_path / "o").stems] == ["overwrite", "create"]
-    assert [s.action for s in plan(tmp_path / "d", "csv", tmp_path / "o", overwrite="never").stems] == \
-        ["skip", "create"]
-    upd = plan(tmp_path / "d", "csv", tmp_path / "o", overwrite="update").stems[0]
-    assert (upd.action, upd.reason.split(" (")[0]) == ("overwrite", "existing archive unreadable")
+    a, b = plan(tmp_path / "d", "csv", tmp_path / "o", overwrite=policy).stems
+    assert (a.action, b.action) == ("fail", "create")
+    assert str(tmp_path / "o" / "a.zip") in a.reason and "not a readable zip" in a.reason
+
+
+def test_overwrite_policies_in_plan(tmp_path):
+    import zipfile
+
+    touch(tmp_path / "d", "a.csv", "b.csv")
+    (tmp_path / "o").mkdir()
+    with zipfile.ZipFile(tmp_path / "o" / "a.zip", "w") as zf:
+        zf.writestr("a.csv", "x")
+        zf.writestr("a.log", "old log")
+    os.utime(tmp_path / "o" / "a.zip", (1e9, 1e9))  # older than the files
+
+    def actions(policy):
+        return [(s.action, s.reason, s.kept, s.dropped)
+                for s in plan(tmp_path / "d", "csv", tmp_path / "o", overwrite=policy).stems]
+    create = ("create", "", (), ())
+    assert actions("always") == [("merge", "merge: 1 member kept", ("a.log",), ()), create]
+    assert actions("never") == [("skip", "archive exists", (), ()), create]
+    assert actions("replace") == [("replace", "replace: 1 member dropped", (), ("a.log",)), create]
+    assert actions("update")[0][:3] == ("merge", "merge: 1 member kept (a member is newer)", ("a.log",))
+    os.utime(tmp_path / "o" / "a.zip", (2**32, 2**32))  # newer than every file, holds a.csv, 1 byte
+    assert actions("update") == [("skip", "up to date", (), ()), create]
 
 
 # --- property-based: the prefix rule --------------------------------------------------------

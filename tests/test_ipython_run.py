@@ -7,12 +7,15 @@ prints what the session holds as JSON on the last line of stdout.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from signal_helpers import default_signals
 
 PROBE = """
 import json as _json
@@ -34,7 +37,7 @@ def ipython(cell: str, tmp_path: Path) -> tuple[dict, subprocess.CompletedProces
     done = subprocess.run(
         [sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor", "--HistoryManager.enabled=False",
          f"--ipython-dir={env_dir}", "-c", cell + "\n" + PROBE],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, preexec_fn=default_signals,
     )
     lines = done.stdout.strip().splitlines()
     assert lines, f"no output; stderr:\n{done.stderr}"
@@ -81,7 +84,7 @@ def test_a_failed_stem_gives_exit_code_1_and_the_session_goes_on(tmp_path):
     (out / "b.zip" / "x").write_text("in the way")
     state, done = ipython(f"%run -m zipkit {src} --ext csv -o {out} --no-progress", tmp_path)
     assert state["alive"] and state["exit_code"] == 1
-    assert state["ok"] == ["a"] and state["failed"] == [["b", "IsADirectoryError"]]
+    assert state["ok"] == ["a"] and state["failed"] == [["b", "ExistingArchiveError"]]
     assert "zipkit: failed: b:" in done.stderr
 
 
@@ -91,3 +94,56 @@ def test_bad_usage_gives_exit_code_2_without_leaving_ipython(tmp_path):
     assert "does not exist" in done.stderr
     state, done = ipython(f"%run -m zipkit {tmp_path}", tmp_path)  # no --ext
     assert state["exit_code"] == 2 and "--ext" in done.stderr
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_during_run_stops_cleans_up_and_ends_the_session(tmp_path, sig):
+    """SIGTERM / SIGHUP ask the process to end: the run stops as on Ctrl-C (workers, temp files,
+    report printed and written), then IPython exits 143 / 129 within 5 s."""
+    from safety_helpers import (
+        assert_nothing_lost,
+        assert_processes_gone,
+        descendants,
+        snapshot,
+        stop_process_tree,
+        subprocess_env,
+        temp_files,
+        text_bytes,
+        wait_until,
+        write,
+    )
+
+    src, out, errors = tmp_path / "src", tmp_path / "out", tmp_path / "errors.json"
+    for i in range(10):
+        write(src / f"c{i}.dat", text_bytes(3 << 20, i))
+    snap = snapshot(src)
+    env_dir = tmp_path / "ipython-dir"
+    env_dir.mkdir()
+    cell = (f"%run -m zipkit {src} --ext dat -o {out} -j 2 -c bzip2 --delete-sources --no-progress "
+            f"--error-report {errors}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor", "--HistoryManager.enabled=False",
+         f"--ipython-dir={env_dir}", "-c", cell + "\n" + PROBE],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=subprocess_env(),
+        start_new_session=True, preexec_fn=default_signals)
+    try:
+        wait_until(lambda: list(out.glob("*.zip")) and temp_files(out) or proc.poll() is not None,
+                   90, "one archive written and another in progress")
+        assert proc.poll() is None, proc.communicate()
+        family = descendants(proc.pid)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+        seconds = time.monotonic() - t0
+    finally:
+        stop_process_tree(proc)
+    print(f"\nTIME %run -m zipkit, {sig.name}: exit after {seconds:.2f} s")
+    assert proc.returncode == 128 + sig, f"exit {proc.returncode}\n{stdout}\n{stderr}"
+    assert seconds < 5
+    assert f"stopped by {sig.name}" in stderr and "zipkit report:" in stderr, stderr
+    assert '"alive": true' not in stdout  # the session ended; the probe after the magic never ran
+    assert_processes_gone(family, timeout=5)
+    assert_nothing_lost(snap, out)
+    doc = json.loads(errors.read_text())
+    assert doc["cancelled"] and not doc["failed"], doc

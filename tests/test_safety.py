@@ -38,6 +38,7 @@ from safety_helpers import (
     write,
     zipkit_cmd,
 )
+from signal_helpers import default_signals
 
 import zipkit
 
@@ -158,7 +159,8 @@ def test_sigint_to_the_cli_mid_run(tmp_path: Path, target: str) -> None:
     else:
         args.append("--no-progress")
     proc = subprocess.Popen(zipkit_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env=subprocess_env(), start_new_session=True)
+                            cwd=tmp_path, env=subprocess_env(), start_new_session=True,
+                            preexec_fn=default_signals)
     try:
         wait_until(lambda: list(out.glob("*.zip")) and temp_files(out) or proc.poll() is not None,
                    60, "one archive written and another in progress")
@@ -262,7 +264,8 @@ def test_sigint_to_a_script_using_the_library(tmp_path: Path) -> None:
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     proc = subprocess.Popen([sys.executable, str(FAULTS / "run_library.py"), str(tmp_path / "spec.json")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env=subprocess_env(), start_new_session=True)
+                            env=subprocess_env(), start_new_session=True,
+                            preexec_fn=default_signals)
     try:
         wait_until(lambda: list(out.glob("*.zip")) and temp_files(out) or proc.poll() is not None,
                    60, "one archive written and another in progress")
@@ -329,7 +332,8 @@ def _run_library(tmp_path: Path, spec: dict, limit: float) -> tuple[dict, float]
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     proc = subprocess.Popen([sys.executable, str(FAULTS / "run_library.py"), str(tmp_path / "spec.json")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            env=subprocess_env(), start_new_session=True)
+                            env=subprocess_env(), start_new_session=True,
+                            preexec_fn=default_signals)
     t0 = time.monotonic()
     try:
         stdout, stderr = proc.communicate(timeout=limit)

@@ -219,7 +219,8 @@ def test_source_changing_while_read(tmp_path: Path, change: str, workers: int) -
     assert changed.is_set()
     g = rep["g"]
     assert g.status == "failed" and g.error_type == "SourceChangedError", (g.status, g.message)
-    assert "g.dat changed while it was read" in g.message
+    assert ("g.dat changed while it was read" in g.message
+            or "g.dat changed since the plan saw it" in g.message), g.message
     assert [r.stem for r in rep.failed] == ["g"]
     grown = [target] if change == "append" else []
     assert_nothing_lost(snap, out, grown=grown)
@@ -244,29 +245,66 @@ def _damage(archive: Path, how: str) -> None:
         archive.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped-byte"])
-def test_update_rebuilds_a_corrupt_archive(tmp_path: Path, damage: str) -> None:
-    """An archive that looks up to date (newer than its sources) but is corrupt is rebuilt.
-
-    ``flipped-byte`` keeps the names intact, so only a CRC check finds it: the update run asks
-    for one (``delete_sources=True`` implies ``verify``) and must not skip the archive.
-    """
+@pytest.mark.parametrize("policy", ["always", "update", "never", "replace"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_an_unreadable_existing_archive_is_kept_and_its_stem_fails(tmp_path: Path, damage: str,
+                                                                    policy: str) -> None:
+    """A file at STEM.zip that is not a readable zip is never replaced, under any policy: the
+    stem fails naming it, the file keeps its bytes, and no source of that stem is deleted."""
     src, out = tmp_path / "src", tmp_path / "out"
     _stems(src, ["a", "b"], size=300_000)
-    first = zipkit.zip_by_extension(src, ["dat", "log"], out, progress=False)
-    assert first.success
+    assert zipkit.zip_by_extension(src, ["dat", "log"], out, progress=False).success
     _damage(out / "a.zip", damage)
+    damaged = sha256_file(out / "a.zip")
+    write(src / "b.log", os.urandom(3000))  # b changed too: rewritten unless policy is never
+    snap = snapshot(src)
+    b_before = sha256_file(out / "b.zip")
+    rep = zipkit.zip_by_extension(src, ["dat", "log"], out, overwrite=policy, delete_sources=True,
+                                  progress=False)
+    a = rep["a"]
+    assert a.status == "failed" and a.error_type == "ExistingArchiveError", (a.status, a.message)
+    assert str(out / "a.zip") in a.message and "not a readable zip" in a.message
+    assert sha256_file(out / "a.zip") == damaged and (src / "a.dat").is_file()
+    assert rep["b"].status == ("skipped" if policy == "never" else "ok")
+    assert_report_truthful(rep, snap, src, out, preexisting={"a": damaged, "b": b_before})
+    (out / "a.zip").rename(tmp_path / "a.zip.kept")  # the checker reads every *.zip in out
+    assert_nothing_lost(snap, out)
+
+
+@pytest.mark.parametrize("policy", ["always", "update"])
+def test_a_bad_crc_in_a_carried_member_fails_the_stem_and_keeps_everything(tmp_path: Path,
+                                                                            policy: str) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    _stems(src, ["a"], size=300_000)
+    assert zipkit.zip_by_extension(src, ["dat"], out, progress=False, delete_sources=True).success
+    _damage(out / "a.zip", "flipped-byte")  # a.dat's data; the directory stays intact
+    damaged = sha256_file(out / "a.zip")
+    snap = snapshot(src)
+    rep = zipkit.zip_by_extension(src, ["log"], out, overwrite=policy, delete_sources=True,
+                                  progress=False)
+    a = rep["a"]
+    assert a.status == "failed" and a.error_type == "ExistingArchiveError", (a.status, a.message)
+    assert "'a.dat'" in a.message and "CRC" in a.message and str(out / "a.zip") in a.message
+    assert sha256_file(out / "a.zip") == damaged and (src / "a.log").is_file()
+    assert_report_truthful(rep, snap, src, out, preexisting={"a": damaged})
+    assert temp_files(out) == []
+
+
+def test_update_rebuilds_an_archive_whose_replaced_member_is_corrupt(tmp_path: Path) -> None:
+    """Looks up to date, but a CRC fails in a member this run replaces: not skipped (verify
+    is on with ``delete_sources``): merged, the bad member replaced by its source."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    _stems(src, ["a", "b"], size=300_000)
+    assert zipkit.zip_by_extension(src, ["dat", "log"], out, progress=False).success
+    _damage(out / "a.zip", "flipped-byte")
     future = time.time() + 3600
     for z in out.glob("*.zip"):
         os.utime(z, (future, future))
-    with pytest.raises(AssertionError, match="partial or corrupt"):
-        member_hashes(out / "a.zip")
     snap = snapshot(src)
     b_before = sha256_file(out / "b.zip")
-    delete = damage == "flipped-byte"
-    p = zipkit.plan(src, ["dat", "log"], out, overwrite="update", delete_sources=delete)
+    p = zipkit.plan(src, ["dat", "log"], out, overwrite="update", delete_sources=True)
     actions = {s.stem: (s.action, s.reason) for s in p.stems}
-    assert actions["a"][0] == "overwrite", actions
+    assert actions["a"][0] == "merge" and "bad CRC" in actions["a"][1], actions
     assert actions["b"] == ("skip", "up to date"), actions
     rep = zipkit.run_plan(p, progress=False)
     assert rep["a"].status == "ok" and rep["b"].status == "skipped"
@@ -324,28 +362,29 @@ def test_reproducible_archives_are_byte_identical(tmp_path: Path, monkeypatch: p
 @pytest.mark.parametrize("delete_sources", [False, True])
 @pytest.mark.parametrize("markers", [False, True])
 def test_output_folder_is_the_source_folder(tmp_path: Path, delete_sources: bool, markers: bool) -> None:
-    """Archives never become inputs, even with ``zip`` among the extensions, run after run."""
+    """Archives never become inputs: with ``zip`` among the extensions, the second run, whose
+    a.zip would be both a source and the archive of stem a, is refused before any work."""
     src = tmp_path / "src"
     _stems(src, ["a", "b", "c"])
     snap = snapshot(src)
     exts = ["dat", "log", "zip"]
     stems = ["a", "b", "c"] if markers else None
-    for run in (1, 2):
-        try:
-            rep = zipkit.zip_by_extension(src, exts, stems=stems, delete_sources=delete_sources,
-                                          workers=2, progress=False)
-        except zipkit.NothingToDo:
-            assert delete_sources and run == 2  # only the archives are left, and they are no input
-            break
-        assert rep.output == src and len(rep.ok) == 3, rep.summary_line()
-        for s in "abc":
-            assert sorted(member_hashes(src / f"{s}.zip")) == [f"{s}.dat", f"{s}.log"]
-        if run == 2:
-            assert {p.name for p, _ in rep.ignored} == {"a.zip", "b.zip", "c.zip"}
-        assert_nothing_lost(snap, src)
-    else:
-        assert not delete_sources
-    assert sorted(p.name for p in src.glob("*.zip")) == ["a.zip", "b.zip", "c.zip"]
+    rep = zipkit.zip_by_extension(src, exts, stems=stems, delete_sources=delete_sources,
+                                  workers=2, progress=False)
+    assert rep.output == src and len(rep.ok) == 3, rep.summary_line()
+    for s in "abc":
+        assert sorted(member_hashes(src / f"{s}.zip")) == [f"{s}.dat", f"{s}.log"]
+    assert_nothing_lost(snap, src)
+    before = snapshot(src)
+    with pytest.raises(zipkit.UsageError) as e:
+        zipkit.zip_by_extension(src, exts, stems=stems, delete_sources=delete_sources,
+                                workers=2, progress=False)
+    assert f"{src / 'a.zip'}" in str(e.value) and "source of stem 'a'" in str(e.value)
+    assert snapshot(src) == before
+    r = subprocess.run(zipkit_cmd(src, *(f"--ext={x}" for x in exts)), capture_output=True,
+                       text=True, env=subprocess_env(), timeout=60)
+    assert r.returncode == 2 and "a.zip" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert snapshot(src) == before
 
 
 # --- stem names that would escape --------------------------------------------------------------

@@ -301,7 +301,7 @@ def test_failures_are_shown_with_the_error_report(demo):
     assert form.progress.bar_style == "danger"
     assert report.error_report is not None and report.error_report.is_file()
     assert str(report.error_report) in form.result.value
-    assert "zipkit-failure" in form.result.value and "IsADirectoryError" in form.result.value
+    assert "zipkit-failure" in form.result.value and "ExistingArchiveError" in form.result.value
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -465,7 +465,7 @@ def test_yaml_paths_outside_root_and_bad_configs_are_refused(demo, tmp_path):
 def test_bad_choices_are_usage_errors(tmp_path):
     for kw, what in ((dict(match="substring"), "match must be one of prefix, contains"),
                      (dict(compression="zstd"), "compression must be one of"),
-                     (dict(overwrite="sometimes"), "overwrite must be one of always, never, update"),
+                     (dict(overwrite="sometimes"), "overwrite must be one of always, update, never, replace"),
                      (dict(compression="bzip2", level=0), "level for bzip2 must be an integer from 1 to 9"),
                      (dict(compression="stored", level=9), "level for stored must be only 0, not 9")):
         with pytest.raises(UsageError, match=what):

@@ -7,6 +7,7 @@
 
 from ._errors import (
     ConfigError,
+    ExistingArchiveError,
     NothingToDo,
     RunInterrupted,
     SourceChangedError,
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArchiveOptions",
     "ConfigError",
+    "ExistingArchiveError",
     "NothingToDo",
     "Plan",
     "ProgressEvent",

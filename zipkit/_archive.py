@@ -10,7 +10,7 @@ built in memory and written at once; others stream through zipfile chunk by chun
 from __future__ import annotations
 
 import contextlib
-import itertools
+import errno
 import logging
 import os
 import signal
@@ -26,10 +26,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ._errors import SourceChangedError, StemError, StemTimeout, VerifyError
+from ._errors import ExistingArchiveError, SourceChangedError, StemError, StemTimeout, VerifyError
 from ._members import Stamp, pays, sample_incompressible, stamp
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX, ArchiveOptions, SourceFile, StemPlan
+from ._merge import READ_FLAGS, Existing, carry_member, open_existing
+from ._plan import ArchiveOptions, SourceFile, StemPlan
 from ._report import StemResult
+from ._tempfiles import deleting as _deleting
+from ._tempfiles import fsync_dir as _fsync_dir
+from ._tempfiles import temp_file as _temp_file
 
 __all__ = ["deflate_backend", "write_archive"]
 
@@ -197,8 +201,10 @@ def _pack(data: bytes, method: int, compressor) -> tuple[int, bytes]:
     return zipfile.ZIP_STORED, data
 
 
-def _same(st: os.stat_result, size: int, mtime_ns: int) -> bool:
-    return st.st_size == size and st.st_mtime_ns == mtime_ns
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two stats show the very same, unchanged file (device, inode, size, mtime, ctime)."""
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
+        b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
 class _Deadline:
@@ -245,24 +251,39 @@ class _Deadline:
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), caller[1])
 
 
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
 def _open_source(f: SourceFile, stem: str) -> tuple[int, os.stat_result]:
-    """Open a source for reading; it must still be a regular file."""
-    # O_NONBLOCK: a path that became a FIFO since the plan must not block open() forever
-    fd = os.open(f.path, _OPEN_FLAGS)
+    """Open a source for reading without following links: it must be the file the plan saw.
+
+    A symlink the plan accepted is opened as the target the plan resolved it to.
+    """
+    path = f.target or f.path
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError as e:
+        if os.path.islink(path):  # ELOOP (Linux) or EMLINK (BSD): a link now stands there
+            raise SourceChangedError(f"{path} has become a symbolic link since the plan; stem "
+                                     f"{stem!r} not archived", stem=stem, path=f.path) from e
+        raise
     st = os.fstat(fd)
+    why = None
     if not stat.S_ISREG(st.st_mode):
+        why = "is no longer a regular file"
+    elif f.ino and (st.st_dev, st.st_ino) != (f.dev, f.ino):
+        why = "is another file than the plan saw (device or inode differ)"
+    elif (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
+        why = (f"changed since the plan saw it (size {f.size} → {st.st_size}, "
+               f"mtime {f.mtime_ns} → {st.st_mtime_ns} ns)")
+    if why is not None:
         os.close(fd)
-        raise SourceChangedError(f"{f.path} is no longer a regular file; stem {stem!r} not archived",
-                                 stem=stem, path=f.path)
+        raise SourceChangedError(f"{path} {why}; stem {stem!r} not archived", stem=stem, path=f.path)
     return fd, st
 
 
 def _check_unchanged(f: SourceFile, stem: str, st: os.stat_result, total: int,
                      after: os.stat_result) -> None:
-    if total != st.st_size or not _same(after, st.st_size, st.st_mtime_ns):
+    """The file read must not have changed while it was read: size, mtime and ctime."""
+    if total != st.st_size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns):
         raise SourceChangedError(
             f"{f.path} changed while it was read (size {st.st_size} → {after.st_size}, "
             f"{total} bytes read); stem {stem!r} not archived", stem=stem, path=f.path)
@@ -358,13 +379,36 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
 
 def _write_streaming(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
                      deadline: _Deadline, on_bytes: ByteSink | None,
-                     pool: ThreadPoolExecutor | None) -> dict[str, os.stat_result]:
-    """Write the archive through zipfile, member by member, chunk by chunk (any size)."""
+                     pool: ThreadPoolExecutor | None,
+                     merge: _Merge | None = None) -> dict[str, os.stat_result]:
+    """Write the archive through zipfile, member by member, chunk by chunk (any size).
+
+    With ``merge``, the existing archive's members it carries are copied in as stored bytes;
+    all members go in name order.
+    """
     read: dict[str, os.stat_result] = {}
+    new = [(f.name, f) for f in stem.files]
+    carried = [(i.filename, i) for i in merge.carried] if merge is not None else []
     with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression], allowZip64=True) as zf:
-        for f in stem.files:
-            read[f.name] = _add_member(zf, f, options, backend, deadline, on_bytes, stem.stem, pool)
+        for _, item in sorted(new + carried, key=lambda pair: pair[0]):
+            if isinstance(item, SourceFile):
+                read[item.name] = _add_member(zf, item, options, backend, deadline, on_bytes,
+                                              stem.stem, pool)
+            else:
+                assert merge is not None
+                carry_member(zf, merge.existing, item, options.chunk_size, deadline.check)
     return read
+
+
+class _Merge:
+    """The existing archive of a stem being merged: what is carried over and what is dropped."""
+
+    def __init__(self, existing: Existing, stem: StemPlan, replace_all: bool):
+        names = set(stem.names)
+        others = [i for i in existing.members if i.filename not in names]
+        self.existing = existing
+        self.carried = [] if replace_all else others
+        self.dropped = tuple(i.filename for i in others) if replace_all else ()
 
 
 # A stem this small is built in memory and written with one call: the same bytes zipfile's
@@ -480,60 +524,37 @@ def _verify(tmp: Path, expected: dict[str, int], stem: str, chunk: int) -> None:
         raise VerifyError(f"archive of stem {stem!r} failed verification: {e}", stem=stem) from e
 
 
-_temp_numbers = itertools.count()
-
-
-_made_folders: set[Path] = set()  # temp folders this process made (one per output folder and run)
-_made_lock = threading.Lock()
-
-
-def _temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
-    """Create ``.zipkit-RUN-PID-N.tmp`` (mode 0666 less the umask, as zip does) in this
-    process's own temp folder ``.zipkit-RUN-PID.tmp`` inside ``folder``.
-
-    Creating a file locks its folder: with one temp folder per worker, workers create their
-    temp files in parallel, and only the rename onto ``STEM.zip`` takes the output folder's lock.
-    Once that folder has been made and removed (the run's cleanup, while a task of a stopped
-    run still goes on in a given executor), temp files go into ``folder`` itself, not into a
-    folder made again that nobody would remove.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    tag = f"{TEMP_PREFIX}{run_id}-{os.getpid()}"
-    own = folder / f"{tag}{TEMP_SUFFIX}"
-    where = own
-    while True:
-        path = where / f"{tag}-{next(_temp_numbers)}{TEMP_SUFFIX}"
-        try:
-            return os.open(path, flags, 0o666), path
-        except FileExistsError:  # left by an earlier process with the same pid
-            continue
-        except FileNotFoundError:
-            if where == folder or not folder.is_dir():
-                raise
-            with _made_lock:
-                if own in _made_folders:
-                    where = folder
-                    continue
-                _made_folders.add(own)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(own)  # 0777 less the umask, so that the run (maybe another user) can remove it
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _exists(path: Path) -> bool:
+    """Whether anything (a link too) is at ``path``; a name too long fails with that message."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise StemError(f"file name too long: {path}", path=path) from e
+        raise
+    return True
+
+
+def _still_read_file(f: SourceFile, st: os.stat_result) -> bool:
+    """Whether ``f.path`` is still the very file that was read (a link: to that file)."""
+    try:
+        now = os.lstat(f.path)
+        if f.target is not None:
+            if not stat.S_ISLNK(now.st_mode) or os.path.realpath(f.path) != str(f.target):
+                return False
+            now = os.lstat(f.target)
+    except OSError:
+        return False
+    return _same(now, st)
 
 
 def _delete_sources(stem: StemPlan, read: dict[str, os.stat_result]) -> list[str]:
-    """Delete the stem's sources if none changed since it was read; all or none."""
+    """Delete the stem's sources if each is still the very file that was read; all or none."""
     doomed = [f for f in stem.files if f.name not in stem.keep]
     for f in doomed:
-        st = read[f.name]
-        now = os.stat(f.path)
-        if not _same(now, st.st_size, st.st_mtime_ns):
+        if not _still_read_file(f, read[f.name]):
             raise SourceChangedError(
                 f"{f.path} changed after it was archived; no source of stem {stem.stem!r} deleted",
                 stem=stem.stem, path=f.path)
@@ -560,28 +581,53 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         return StemResult(stem.stem, stem.archive, names, stem.bytes, 0, 0.0, "skipped",
                           message=stem.reason)
     tmp: Path | None = None
+    placed = False
+    merge: _Merge | None = None
     deadline = _Deadline(stem.stem, options.timeout)
     threaded = options.threads > 1 and options.compression == "deflate" and stem.bytes >= 4 * _BLOCK
     pool = ThreadPoolExecutor(options.threads, thread_name_prefix="zipkit-deflate") if threaded else None
     try:
         backend = deflate_backend(options)
+        if stem.action == "fail":  # the plan found a file at STEM.zip that is not a zip
+            raise ExistingArchiveError(stem.reason, stem=stem.stem, path=stem.archive)
+        # read now (not at plan time): what is there when it is rewritten. One that appeared
+        # since a "create" plan (another job; this stem run again by Dask) is merged as well.
+        existing = (open_existing(stem.archive)
+                    if stem.action != "create" or _exists(stem.archive) else None)
+        if existing is not None:
+            merge = _Merge(existing, stem, replace_all=stem.action == "replace")
         with deadline.armed():
             fd, tmp = _temp_file(stem.archive.parent, run_id)
             with open(fd, "wb") as raw:
                 read = None
-                if pool is None and _in_memory(stem, options):
+                if pool is None and not (merge and merge.carried) and _in_memory(stem, options):
                     read = _write_in_memory(raw, stem, options, backend, deadline, on_bytes)
                 if read is None:
-                    read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool)
+                    read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool,
+                                            merge)
                 raw.flush()
                 size_out = raw.tell()
                 if options.durable or options.delete_sources:
                     os.fsync(raw.fileno())
             if options.verify:
-                _verify(tmp, {n: read[n].st_size for n in names}, stem.stem, options.chunk_size)
+                expected = {n: read[n].st_size for n in names}
+                if merge is not None:
+                    expected.update((i.filename, i.file_size) for i in merge.carried)
+                _verify(tmp, expected, stem.stem, options.chunk_size)
             deadline.check()
+        if merge is not None:
+            merge.existing.close()
+            if not merge.existing.unchanged():  # another writer: its members would be lost
+                raise ExistingArchiveError(
+                    f"{stem.archive} changed while it was being merged; it is kept as it is and "
+                    f"stem {stem.stem!r} is not archived", stem=stem.stem, path=stem.archive)
+        elif _exists(stem.archive):  # appeared since: never written over unread
+            raise ExistingArchiveError(
+                f"{stem.archive} appeared while stem {stem.stem!r} was being archived; it is kept "
+                "as it is (run again to merge it)", stem=stem.stem, path=stem.archive)
         os.replace(tmp, stem.archive)
         tmp = None
+        placed = True
         if options.durable or options.delete_sources:
             _fsync_dir(stem.archive.parent)
         if pool is not None:
@@ -589,14 +635,18 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             pool = None
         deleted: list[str] = []
         if options.delete_sources:
-            deleted = _delete_sources(stem, read)
+            with _deleting(stem.archive.parent, run_id) as allowed:  # not once the run is closed
+                deleted = _delete_sources(stem, read) if allowed else []
         return StemResult(
             stem.stem, stem.archive, names, sum(s.st_size for s in read.values()), size_out,
             time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),
             compressor=f"{backend}x{options.threads}" if threaded else backend,
             cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
+            carried=len(merge.carried) if merge else 0, dropped=merge.dropped if merge else (),
         )
     except BaseException as e:
+        if merge is not None:
+            merge.existing.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
             pool = None
@@ -606,7 +656,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         if not isinstance(e, Exception):
             raise
         status = "timed_out" if isinstance(e, StemTimeout) else "failed"
-        archived = stem.archive.exists() and tmp is None and not isinstance(e, StemTimeout)
+        archived = placed and stem.archive.exists()
         msg = str(e)
         if isinstance(e, OSError) and not isinstance(e, StemError):
             msg = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)

@@ -1,7 +1,8 @@
 """Command line: argument parsing and exit codes only; the work is the library's.
 
-Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 interrupted. Output
-piped into ``head`` or a closed stdout/stderr never changes them (see :func:`_say`).
+Exit codes: 0 all stems ok, 1 some stems failed, 2 bad usage or config, 130 / 143 / 129 stopped
+by SIGINT (Ctrl-C) / SIGTERM / SIGHUP (a run so stopped still prints its report). Output piped
+into ``head`` or a closed stdout/stderr never changes them (see :func:`_say`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 from . import _options as opt
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
 from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
+from ._signals import Stopped, exit_code, signal_name, stop_on_signals
 
 __all__ = ["build_parser", "main", "run_cli"]
 
@@ -113,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zip files by stem, in parallel, with honest progress. "
         "Either zip a folder directly (zipkit SOURCE --ext csv -o OUT) or run an old "
         "zip_utilities YAML config (zipkit CONFIG.yml [OVERRIDE]).",
-        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 interrupted. "
-        "A closed or broken stdout or stderr (zipkit ... | head) changes neither the run nor its exit code.",
+        epilog="Exit codes: 0 all ok, 1 some stems failed, 2 bad usage or config, 130 / 143 / 129 "
+        "stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP. A closed or broken stdout or stderr "
+        "(zipkit ... | head) changes neither the run nor its exit code.",
     )
     p.add_argument("source", help="folder of files to zip, or a YAML config file")
     p.add_argument("override", nargs="?", help="with a config: a Python literal dict deep-merged into it")
@@ -141,7 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-l", "--level", type=opt.LEVEL.argparse_type(),
                    help="compression level: deflate and lzma 0-9 (deflate default 6), bzip2 1-9, stored 0")
     a.add_argument("--overwrite", choices=OVERWRITE_POLICIES, default="always",
-                   help="existing archives: always rebuild, never touch, or update when out of date")
+                   help="an existing STEM.zip, as zip does: always (default) merge (this run's "
+                   "files replace the members of the same name, every other member is kept), "
+                   "update (merge only when out of date), never (skip it), replace (rebuild "
+                   "from this run's files only, dropping the other members); a file there that "
+                   "is not a zip is never replaced: its stem fails")
     a.add_argument("--verify", action="store_true", help="re-read each archive and check CRCs")
     a.add_argument("--delete-sources", action="store_true",
                    help="delete a stem's files once its archive is in place, fsynced and verified")
@@ -236,7 +243,18 @@ def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 @_quiet_streams
 def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
-    """Run the command line; return ``(report or plan or None, exit code)``."""
+    """Run the command line; return ``(report or plan or None, exit code)``.
+
+    SIGINT, SIGTERM and SIGHUP stop it the same way, whenever they come: exit 130, 143, 129.
+    """
+    with stop_on_signals():
+        try:
+            return _run_cli(argv)
+        except Stopped as e:  # while the report was printed: the run itself is complete
+            return None, exit_code(e.signum)
+
+
+def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
     from ._plan import plan
     from ._run import run_plan
 
@@ -257,6 +275,7 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
                 _say(cfg.describe())
                 return cfg, EXIT_OK
             plan_kw, run_kw = cfg.plan_kwargs, cfg.run_kwargs
+            plan_kw["inputs"] = [cfg.path]  # the config is never an output
             if args.workers:  # the command line wins over the config for how to run
                 run_kw["workers"] = args.workers
             if args.error_report:
@@ -281,11 +300,14 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
         return None, int(e.code or 0)
     except RunInterrupted as e:
         _say(e.report, err=True)
-        _say("zipkit: interrupted; finished archives kept, no partial archive left", err=True)
-        return e.report, EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        _say("zipkit: interrupted", err=True)
-        return None, EXIT_INTERRUPTED
+        how = "interrupted" if e.exit_code == EXIT_INTERRUPTED else f"stopped by {signal_name(e.signal)}"
+        _say(f"zipkit: {how}; finished archives kept, no partial archive left", err=True)
+        return e.report, e.exit_code
+    except KeyboardInterrupt as e:  # before the run began (planning): nothing written
+        signum = e.signum if isinstance(e, Stopped) else 2
+        how = "interrupted" if signum == 2 else f"stopped by {signal_name(signum)}"
+        _say(f"zipkit: {how}", err=True)
+        return None, exit_code(signum)
     except NothingToDo as e:
         _say(f"zipkit: {e}", err=True)
         return None, EXIT_USAGE
@@ -295,6 +317,10 @@ def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
     _say(report.summary_line() if args.quiet else report)
     for r in report.failed:
         _say(f"zipkit: {r.status.replace('_', ' ')}: {r.stem}: {r.message}", err=True)
+    for r in report.ok:  # members removed on request are said even with -q, as deletions are
+        if r.dropped:
+            _say(f"zipkit: replace: {r.archive} no longer holds {len(r.dropped)} member(s): "
+                 + ", ".join(r.dropped), err=True)
     return report, EXIT_OK if not report.failed else EXIT_FAILED
 
 

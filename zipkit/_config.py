@@ -132,8 +132,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("parallel_processing.progress_reporting", "bool", True,
             "Show a progress bar weighted by bytes.", "progress"),
     Setting("default.config.overwrite.output", "bool", True,
-            "`true`: rebuild existing archives (`overwrite: always`); `false`: keep them "
-            "(`overwrite: never`). `zipkit.overwrite` wins when set.", "overwrite"),
+            "`true`: write existing archives again, merged as zip does (`overwrite: always`); "
+            "`false`: keep them (`overwrite: never`). `zipkit.overwrite` wins when set.", "overwrite"),
     Setting("default.log_level", "any", None, _ROUTING + " (use `-v`)."),
     Setting("meta", "mapping", None, "Run metadata (`label`, `library`, `basename` …); " + _ROUTING + "."),
     Setting("basename", "any", None, _ROUTING + "."),
@@ -151,9 +151,11 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("zipkit.stems", "strings", None,
             "Stem names given directly, instead of marker files.", "stems"),
     Setting("zipkit.overwrite", "choice", None,
-            "`always`, `never` (skip existing archives) or `update` (skip archives newer than "
-            "all their files and holding the same names). Null: from "
-            "`default.config.overwrite.output`.", "overwrite", OVERWRITE_POLICIES),
+            "`always` (merge as zip does: this run's files replace the members of the same name, "
+            "every other member is kept), `update` (skip archives newer than all their files "
+            "that already hold them all; otherwise merge), `never` (skip existing archives) or "
+            "`replace` (rebuild from this run's files only; the members dropped are listed). "
+            "Null: from `default.config.overwrite.output`.", "overwrite", OVERWRITE_POLICIES),
     Setting("zipkit.compression", "choice", "deflate", "Compression method.", "compression",
             COMPRESSIONS),
     Setting("zipkit.level", "level", None,
@@ -803,7 +805,7 @@ def run_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any] 
             plan_kw[k] = v
         else:
             raise UsageError(f"run_config() got an unexpected argument {k!r}")
-    return run_plan(plan(**plan_kw), **run_kw)
+    return run_plan(plan(**plan_kw, inputs=[cfg.path]), **run_kw)  # the config is never an output
 
 
 # --------------------------------------------------------------------------- writing
@@ -916,8 +918,8 @@ def settings_to_yaml(plan_kwargs: Mapping[str, Any], run_kwargs: Mapping[str, An
     progress = rk.get("progress", True)
     put("parallel_processing.progress_reporting", progress if isinstance(progress, bool) else True)
 
-    if pk.get("overwrite") == "update":
-        put("zipkit.overwrite", "update")
+    if pk.get("overwrite") in ("update", "replace"):
+        put("zipkit.overwrite", pk["overwrite"])
     if pk.get("stems") is not None:
         put("zipkit.stems", list(pk["stems"]))
     for k in ("match", "compression", "level", "deflate_backend", "verify", "delete_sources",

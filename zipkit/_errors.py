@@ -13,6 +13,7 @@ catches them all::
         ├── SourceChangedError a file changed size or mtime while it was read
         ├── StemTimeout       a stem ran past its ``timeout``
         ├── VerifyError       the written archive did not read back as written
+        ├── ExistingArchiveError a file at STEM.zip that cannot be merged (kept as it is)
         └── WorkerLost        the process running the stem died (SIGKILL, OOM killer)
 
 :class:`RunInterrupted` is a :class:`KeyboardInterrupt` that carries the partial report.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ConfigError",
+    "ExistingArchiveError",
     "NothingToDo",
     "RunInterrupted",
     "SourceChangedError",
@@ -109,13 +111,24 @@ class VerifyError(StemError):
     """The written archive failed its read-back check (names, sizes or CRCs)."""
 
 
+class ExistingArchiveError(StemError):
+    """The file at ``STEM.zip`` is not a zip archive that can be merged (not a regular file,
+    not a zip, a member whose CRC fails); it is left exactly as it is."""
+
+
 class WorkerLost(StemError):
     """The worker process running this stem died before it finished."""
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or a cancel stopped the run; ``report`` says what finished before it."""
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP stopped the run; ``report`` says what finished before it.
 
-    def __init__(self, report: Report):
+    ``signal`` is the signal's number, ``exit_code`` the status a program stopped by it exits
+    with (130, 143, 129).
+    """
+
+    def __init__(self, report: Report, signal: int = 2):
         self.report = report
+        self.signal = signal
+        self.exit_code = 128 + signal
         super().__init__(f"interrupted: {report.summary_line()}")

@@ -1,6 +1,7 @@
 """Scan folders once, match files to stems, and build the :class:`Plan` of what would be written.
 
-Nothing in this module writes to disk.
+Nothing in this module writes to disk, except a probe file (created and removed at once) when
+two archive names could be one file on a file system that ignores case.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import functools
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +34,12 @@ __all__ = [
 log = logging.getLogger("zipkit")
 
 MatchMode = Literal["prefix", "contains"]
-Overwrite = Literal["always", "never", "update"]
+Overwrite = Literal["always", "update", "never", "replace"]
+Action = Literal["create", "merge", "replace", "skip", "fail"]
 Compression = Literal["deflate", "stored", "bzip2", "lzma"]
 
 COMPRESSIONS = ("deflate", "stored", "bzip2", "lzma")
-OVERWRITE_POLICIES = ("always", "never", "update")
+OVERWRITE_POLICIES = ("always", "update", "never", "replace")
 MATCH_MODES = ("prefix", "contains")
 TEMP_PREFIX = ".zipkit-"
 TEMP_SUFFIX = ".tmp"
@@ -44,11 +47,19 @@ TEMP_SUFFIX = ".tmp"
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One regular file as seen by the scan: where it is, how big, when last changed."""
+    """One regular file as seen by the scan: where it is, how big, when last changed, which file.
+
+    ``dev`` and ``ino`` identify the file (0: unknown); ``target`` is the file a symlink that
+    the plan accepted resolves to (the file that is opened, without following links).
+    """
 
     path: Path
     size: int
     mtime_ns: int
+    dev: int = 0
+    ino: int = 0
+    ctime_ns: int = 0
+    target: Path | None = None
 
     @property
     def name(self) -> str:
@@ -76,17 +87,22 @@ class ArchiveOptions:
 class StemPlan:
     """One stem: its files (sorted by name), its archive, and what the run will do with it.
 
-    ``action`` is ``"create"`` (no archive yet), ``"overwrite"`` or ``"skip"``;
-    ``reason`` says why for the last two. ``keep`` names files that are never deleted
-    (files shared with other stems in ``contains`` mode).
+    ``action`` is ``"create"`` (no archive yet), ``"merge"`` (an archive exists: its members
+    that this run does not replace, ``kept``, are carried over), ``"replace"`` (rebuilt from
+    this run's files only; ``dropped`` names the members it removes), ``"skip"``, or
+    ``"fail"`` (the file at ``archive`` is not a readable zip archive: it is kept and the stem
+    fails); ``reason`` says why. ``keep`` names files that are never deleted (files shared
+    with other stems in ``contains`` mode).
     """
 
     stem: str
     files: tuple[SourceFile, ...]
     archive: Path
-    action: Literal["create", "overwrite", "skip"] = "create"
+    action: Action = "create"
     reason: str = ""
     keep: frozenset[str] = frozenset()
+    kept: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
 
     @functools.cached_property
     def bytes(self) -> int:
@@ -121,6 +137,7 @@ class Plan:
     contested: tuple[tuple[Path, tuple[str, ...]], ...] = ()
     ignored: tuple[tuple[Path, str], ...] = ()
     marker_source: Path | None = None
+    inputs: tuple[Path, ...] = ()  # other files read that could be outputs: the config, *.zip markers
 
     @property
     def to_write(self) -> tuple[StemPlan, ...]:
@@ -151,10 +168,11 @@ class Plan:
         )
 
     def to_records(self) -> list[dict[str, object]]:
-        """One dict per stem: stem, archive, action, reason, files, bytes."""
+        """One dict per stem: stem, archive, action, reason, files, bytes, kept, dropped."""
         return [
             {"stem": s.stem, "archive": str(s.archive), "action": s.action, "reason": s.reason,
-             "files": list(s.names), "bytes": s.bytes}
+             "files": list(s.names), "bytes": s.bytes, "kept": list(s.kept),
+             "dropped": list(s.dropped)}
             for s in self.stems
         ]
 
@@ -288,14 +306,23 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
     for entry in entries:
         name = entry.name
         if _split_ext(name, extensions) is None:
+            if name[:1] == "." and name[1:].lower() in extensions:
+                out.ignored.append((child(name), "no stem: the name is only the extension"))
             continue
         path = child(name)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            out.ignored.append((path, "the name is not valid UTF-8 (undecodable bytes), so it "
+                                      "cannot be written into a zip"))
+            continue
         if _is_temp(name):
             out.ignored.append((path, "zipkit temp file"))
             continue
         if name in skip_names:
             out.ignored.append((path, "an archive this run writes"))
             continue
+        resolved = None
         try:
             if entry.is_symlink():
                 target = os.path.realpath(entry.path)
@@ -306,7 +333,8 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
                 if not inside:
                     out.ignored.append((path, "symlink to a file outside the source folder"))
                     continue
-                st = os.stat(entry.path)
+                resolved = Path(target)
+                st = os.stat(target)
             elif entry.is_file(follow_symlinks=False):
                 st = entry.stat(follow_symlinks=False)
             else:
@@ -316,7 +344,8 @@ def _scan(folder: Path, extensions: Sequence[str], *, skip_names: frozenset[str]
         except OSError as e:  # vanished between listing and stat
             out.ignored.append((path, f"cannot stat: {e.strerror}"))
             continue
-        out.files.append(SourceFile(path, st.st_size, st.st_mtime_ns))
+        out.files.append(SourceFile(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino,
+                                    st.st_ctime_ns, resolved))
     return out
 
 
@@ -345,8 +374,8 @@ def _select_markers(
     regex: str | None,
     min_size_kb: float | None,
     max_size_kb: float | None,
-) -> list[str]:
-    """Stems of the marker files in ``folder`` that pass the old tool's filters."""
+) -> list[tuple[str, str]]:
+    """``(stem, file name)`` of the marker files in ``folder`` that pass the old tool's filters."""
     try:
         rx = re.compile(regex) if regex else None
     except re.error as e:
@@ -365,7 +394,7 @@ def _select_markers(
         kb = size / 1024
         if (min_size_kb is not None and kb < min_size_kb) or (max_size_kb is not None and kb > max_size_kb):
             continue
-        stems.append(stem)
+        stems.append((stem, name))
     return stems
 
 
@@ -379,35 +408,175 @@ def _as_list(value: str | Sequence[str] | None, what: str) -> list[str]:
     return list(value)
 
 
+def _members_word(n: int) -> str:
+    return f"{n} member{'s' if n != 1 else ''}"
+
+
+class _RealPaths:
+    """Real paths of files, resolving each folder once (a realpath per file costs a stat per
+    path component)."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, str] = {}
+
+    def __call__(self, path: str | os.PathLike[str]) -> str:
+        head, name = os.path.split(os.fspath(path))
+        folder = self.folders.get(head)
+        if folder is None:
+            folder = self.folders[head] = os.path.realpath(head or ".")
+        return os.path.join(folder, name)
+
+
+def _reads(stem_plans: Sequence[StemPlan], others: Sequence[Path], real: _RealPaths,
+           names: set[str]) -> dict[str, str]:
+    """Real path → what it is, for the files the run reads (sources, markers, the config)
+    whose base name is one of ``names`` (only those can be one of the run's outputs).
+
+    A source that is a link is known by its resolved target; the link itself is never written.
+    """
+    reads: dict[str, str] = {}
+    for sp in stem_plans:
+        for f, name in zip(sp.files, sp.names):  # names: cached, the run needs them too
+            if f.target is None:
+                if name in names:
+                    reads.setdefault(real(f.path), f"a source of stem {sp.stem!r} ({f.path})")
+            elif f.target.name in names:
+                reads.setdefault(str(f.target), f"a source of stem {sp.stem!r} ({f.path})")
+    for p in others:
+        if p.name in names or p.is_symlink():
+            reads.setdefault(os.path.realpath(p), f"a file this run reads ({p})")
+    return reads
+
+
+def plan_reads(p: Plan, also: Path) -> dict[str, str]:
+    """Real path → what it is, for every file a run of ``p`` reads or writes (archives too)
+    that could be ``also``."""
+    real = _RealPaths()
+    names = {os.path.basename(os.path.realpath(also)), also.name}
+    reads = _reads(p.stems, p.inputs, real, names)
+    for sp in p.stems:
+        if sp.archive.name in names:
+            reads.setdefault(real(sp.archive), f"the archive of stem {sp.stem!r}")
+    return reads
+
+
+def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
+    """UsageError when a stem's archive is a file this run reads (a source, marker, config)."""
+    real = _RealPaths()
+    reads = _reads(stem_plans, others, real, {f"{sp.stem}.zip" for sp in stem_plans})
+    if not reads:
+        return
+    for sp in stem_plans:
+        what = reads.get(real(sp.archive))
+        if what is not None:
+            raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what}: an input "
+                             "is never an output; choose another output folder or extensions")
+
+
+def name_key(name: str, fold_case: bool, fold_normalization: bool) -> str:
+    """``name`` as a file system that folds case and/or Unicode normalisation compares it."""
+    if fold_normalization:
+        name = unicodedata.normalize("NFC", name)
+    return name.casefold() if fold_case else name
+
+
+def colliding(names: Iterable[str], fold_case: bool, fold_normalization: bool) -> list[tuple[str, str]]:
+    """Pairs of distinct ``names`` that such a file system takes for the same file."""
+    seen: dict[str, str] = {}
+    pairs = []
+    for n in names:
+        k = name_key(n, fold_case, fold_normalization)
+        if k in seen and seen[k] != n:
+            pairs.append((seen[k], n))
+        seen.setdefault(k, n)
+    return pairs
+
+
+def _folds(folder: Path, a: str, b: str) -> bool:
+    """Whether the file system of ``folder`` takes names ``a`` and ``b`` for one file (a probe)."""
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent  # the output folder does not exist yet: probe where it will be
+    tag = f"{TEMP_PREFIX}probe-{os.getpid()}-{os.urandom(4).hex()}-"
+    probe = folder / f"{tag}{a}{TEMP_SUFFIX}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return False  # cannot probe (read-only): the run cannot write there either
+    os.close(fd)
+    try:
+        os.lstat(folder / f"{tag}{b}{TEMP_SUFFIX}")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(probe)
+
+
+def _refuse_colliding_names(out: Path, stem_plans: Sequence[StemPlan]) -> None:
+    """UsageError when two archive names are one file on the output folder's file system."""
+    names = [f"{sp.stem}.zip" for sp in stem_plans]
+    if not colliding(names, True, True):  # nothing could collide: no probe
+        return
+    fold_case = _folds(out, "Aa", "aA")
+    fold_norm = _folds(out, "\u00e9", "e\u0301")
+    pairs = colliding(names, fold_case, fold_norm)
+    if pairs:
+        a, b = pairs[0]
+        more = f" (and {len(pairs) - 1} more pair(s))" if len(pairs) > 1 else ""
+        raise UsageError(f"archives {a!r} and {b!r} would be the same file in {out}, whose file "
+                         f"system ignores case or Unicode normalisation; stems {a[:-4]!r} and "
+                         f"{b[:-4]!r} collide{more}")
+
+
 def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
                     overwrite: Overwrite, check_crc: bool = False,
-                    ) -> tuple[Literal["create", "overwrite", "skip"], str]:
+                    ) -> tuple[Action, str, tuple[str, ...], tuple[str, ...]]:
+    """What to do with ``archive``: action, reason, members to keep, members to drop.
+
+    An existing archive is read (its directory; every CRC too when ``check_crc``): anything
+    there that is not a readable zip archive fails the stem under every policy.
+    """
     if not exists:
-        return "create", ""
-    if overwrite == "always":
-        return "overwrite", "archive exists"
-    if overwrite == "never":
-        return "skip", "archive exists"
-    # update: skip only an archive newer than every member that holds exactly the same names
-    import zipfile
-    import zlib
+        return "create", "", (), ()
+    from ._errors import ExistingArchiveError
+    from ._merge import read_existing
 
     try:
-        st = archive.stat()
-        with zipfile.ZipFile(archive) as zf:
-            sizes = {i.filename: i.file_size for i in zf.infolist()}
-            bad = zf.testzip() if check_crc else None  # verify on: trust no archive unread
-    except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError) as e:
-        return "overwrite", f"existing archive unreadable ({e.__class__.__name__}); rebuilt"
-    if sorted(sizes) != sorted(f.name for f in files):
-        return "overwrite", "members differ"
-    if bad is not None:
-        return "overwrite", f"existing archive corrupt (bad CRC in {bad}); rebuilt"
+        got = read_existing(archive)
+    except ExistingArchiveError as e:
+        return "fail", str(e), (), ()
+    if got is None:  # gone since the listing
+        return "create", "", (), ()
+    infos, st = got
+    names = {f.name for f in files}
+    kept = tuple(i.filename for i in infos if i.filename not in names)
+    if overwrite == "never":
+        return "skip", "archive exists", (), ()
+    if overwrite == "replace":
+        return "replace", f"replace: {_members_word(len(kept))} dropped", (), kept
+    merge = f"merge: {_members_word(len(kept))} kept"
+    if overwrite == "always":
+        return "merge", merge, kept, ()
+    # update: skip only an archive newer than every file of this run that holds all their names
+    sizes = {i.filename: i.file_size for i in infos}
+    if not names <= set(sizes):
+        return "merge", f"{merge} (new members)", kept, ()
     if any(sizes[f.name] != f.size for f in files):
-        return "overwrite", "a member's size differs"
+        return "merge", f"{merge} (a member's size differs)", kept, ()
     if any(f.mtime_ns > st.st_mtime_ns for f in files):
-        return "overwrite", "a member is newer"
-    return "skip", "up to date"
+        return "merge", f"{merge} (a member is newer)", kept, ()
+    if check_crc:  # verify on: trust no archive unread
+        import zipfile
+        import zlib
+
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError) as e:
+            bad = f"? ({type(e).__name__})"
+        if bad is not None:  # rebuilt: this run's files replace it, others are checked as carried
+            return "merge", f"{merge} (existing archive corrupt: bad CRC in {bad})", kept, ()
+    return "skip", "up to date", (), ()
 
 
 def plan(
@@ -435,6 +604,7 @@ def plan(
     durable: bool = False,
     timeout: float | None = None,
     allow_empty: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> Plan:
     """Work out which archives a run would write, without writing anything.
 
@@ -458,12 +628,20 @@ def plan(
         Marker filters on the marker's stem (glob ``*pattern*``, all substrings, none of the
         substrings, ``re.search``) and size in KiB.
     overwrite
-        ``"always"``, ``"never"`` (skip existing archives) or ``"update"`` (skip archives newer
-        than all their members and holding exactly the same names).
+        What to do with an existing ``STEM.zip``, as Info-ZIP zip does: ``"always"`` (merge:
+        this run's files replace the members of the same name, every other member is carried
+        over as its stored bytes), ``"update"`` (skip an archive newer than all this run's
+        files that already holds them all; otherwise merge), ``"never"`` (skip existing
+        archives) or ``"replace"`` (rebuild from this run's files only; the members dropped
+        are listed). A file at ``STEM.zip`` that is not a readable zip archive is never
+        replaced: that stem fails.
     compression, level, deflate_backend, verify, delete_sources, reproducible, durable, timeout
         How each archive is written; see :func:`zipkit.zip_by_extension`.
     allow_empty
         Return an empty plan instead of raising :class:`NothingToDo` when no file matches.
+    inputs
+        Other files the run reads (e.g. its config file): like the sources and markers, they
+        are never written over; an archive or error-report path that is one of them is refused.
 
     Returns
     -------
@@ -503,35 +681,30 @@ def plan(
     # Stems given up front (marker folder or list)
     marker_folder = None
     wanted: list[str] | None = None
+    read_too = [Path(p) for p in inputs]
     if stems is not None:
         wanted = _as_list(list(stems), "stems")
     elif stems_from is not None:
         if not stem_extensions:
             raise UsageError("stems_from needs stem_extensions (the marker files' extensions)")
         marker_folder = _folder(stems_from, "stems_from folder")
-        wanted = _select_markers(
+        markers = _select_markers(
             marker_folder, normalize_extensions(stem_extensions, "stem_extensions"),
             pattern=pattern, contains=_as_list(contains, "contains"),
             not_contains=_as_list(not_contains, "not_contains"), regex=regex,
             min_size_kb=min_size_kb, max_size_kb=max_size_kb,
         )
+        wanted = [stem for stem, _ in markers]
+        # only a marker named like an archive (*.zip) can be one
+        read_too += [marker_folder / name for _, name in markers if name.lower().endswith(".zip")]
     if wanted is not None:
         wanted = sorted(set(wanted))
         for s in wanted:
             _check_stem(s)
 
-    # Archives of this run must never be inputs: skip them when the folders coincide.
     same_folder = out.is_dir() and os.path.realpath(out) == os.path.realpath(src)
     scan = _scan(src, exts)
     out_names = scan.names if same_folder else ({e.name for e in os.scandir(out)} if out.is_dir() else set())
-    if same_folder:
-        if wanted is not None:
-            own = frozenset(f"{s}.zip" for s in wanted)
-        else:
-            own = frozenset(f"{_split_ext(f.name, exts)}.zip" for f in scan.files)
-        kept = [f for f in scan.files if f.name not in own]
-        scan.ignored += [(f.path, "an archive this run writes") for f in scan.files if f.name in own]
-        scan.files = kept
 
     groups: dict[str, list[SourceFile]] = {}
     unmatched: list[Path] = []
@@ -567,16 +740,20 @@ def plan(
             continue
         files = tuple(sorted(groups[stem], key=lambda f: f.name))
         archive = out / f"{stem}.zip"
-        action, reason = _archive_action(archive, files, archive.name in out_names, overwrite,
-                                         check_crc=options.verify)
-        stem_plans.append(StemPlan(stem, files, archive, action, reason, frozenset(keep.get(stem, ()))))
+        action, reason, kept_names, dropped = _archive_action(
+            archive, files, archive.name in out_names, overwrite, check_crc=options.verify)
+        stem_plans.append(StemPlan(stem, files, archive, action, reason, frozenset(keep.get(stem, ())),
+                                   kept_names, dropped))
+    # Inputs are never outputs, and no two stems may write one file: refused before any work.
+    _refuse_inputs_as_outputs(stem_plans, read_too)
+    _refuse_colliding_names(out, stem_plans)
 
     empty = tuple(s for s in (wanted or []) if s not in groups)
     result = Plan(
         source=src, output=out, extensions=exts, match=match, overwrite=overwrite,
         options=options, stems=tuple(stem_plans), unmatched=tuple(sorted(unmatched)),
         empty_stems=empty, contested=tuple(sorted(contested)),
-        ignored=tuple(sorted(scan.ignored)), marker_source=marker_folder,
+        ignored=tuple(sorted(scan.ignored)), marker_source=marker_folder, inputs=tuple(read_too),
     )
     for p, why in result.ignored:
         log.info("ignored %s: %s", p, why)

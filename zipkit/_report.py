@@ -10,7 +10,62 @@ from typing import Literal
 
 from ._table import NOTHING, format_bytes, html_table, text_table
 
-__all__ = ["Report", "StemResult"]
+__all__ = ["Report", "StemResult", "check_error_report_path"]
+
+_REPORT_KEYS = {"started", "summary", "failed"}  # what every zipkit error report holds
+
+
+def _is_error_report(path: Path) -> bool:
+    """Whether the file at ``path`` is a JSON error report that zipkit wrote (by its content)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and _REPORT_KEYS <= set(doc) and isinstance(doc["failed"], list)
+
+
+def check_error_report_path(path: str | os.PathLike[str], reads: dict[str, str]) -> Path:
+    """Refuse, before any work, an error-report path that cannot or must not be written.
+
+    ``reads`` maps the real paths of the files the run reads or writes (sources, markers, the
+    config, archives) to what they are. An existing file there is replaced only if it is a
+    zipkit error report. Raises :class:`UsageError` naming the path.
+    """
+    from ._errors import UsageError
+
+    p = Path(path).expanduser()
+    what = reads.get(os.path.realpath(p))
+    if what is not None:
+        raise UsageError(f"error report path {p} is {what}: an input is never an output")
+    if p.is_dir():
+        raise UsageError(f"error report path {p} is a folder")
+    if os.path.lexists(p):
+        if p.is_symlink() or not p.is_file() or not _is_error_report(p):
+            raise UsageError(f"error report path {p} exists and is not a zipkit error report; "
+                             "it is not overwritten")
+        try:
+            os.close(os.open(p, os.O_WRONLY | os.O_APPEND))  # writable? (nothing written)
+        except OSError as e:
+            raise UsageError(f"error report path {p} cannot be written: {e.strerror}") from e
+        return p
+    folder = p.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"error report path {p}: {folder} is not a folder")
+    if folder == p.parent:
+        try:  # can a file be made there? (made and removed at once)
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(p)
+        except OSError as e:
+            raise UsageError(f"error report path {p} cannot be written: {e.strerror}") from e
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"error report path {p}: folder {folder} is not writable")
+    return p
+
 
 Status = Literal["ok", "skipped", "failed", "timed_out", "cancelled"]
 
@@ -21,7 +76,8 @@ class StemResult:
 
     ``status`` is ``ok``, ``skipped``, ``failed``, ``timed_out`` or ``cancelled``; failures carry
     ``error_type``, ``message`` and ``traceback``. ``attempts`` > 1 means the stem was run again
-    after its worker died.
+    after its worker died. ``carried`` counts the members of the existing archive carried over
+    into the new one (merged); ``dropped`` names those that ``overwrite="replace"`` removed.
     """
 
     stem: str
@@ -40,6 +96,8 @@ class StemResult:
     attempts: int = 1
     cpu_seconds: float = 0.0
     peak_rss: int = 0
+    carried: int = 0
+    dropped: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -50,6 +108,7 @@ class StemResult:
         d["archive"] = str(self.archive) if self.archive else None
         d["files"] = list(self.files)
         d["deleted"] = list(self.deleted)
+        d["dropped"] = list(self.dropped)
         return d
 
 
@@ -190,6 +249,10 @@ class Report:
         rows = []
         for r in self._in_table_order():
             note = r.message if r.status != "ok" else ("retried" if r.attempts > 1 else "")
+            if r.status == "ok" and (r.carried or r.dropped):
+                merged = (f"replace: {len(r.dropped)} member(s) dropped" if r.dropped
+                          else f"merge: {r.carried} member(s) kept")
+                note = f"{merged}; {note}" if note else merged
             ran = r.status not in ("skipped", "cancelled")  # "—" for what did not happen
             rows.append([r.stem, r.status.replace("_", " "), len(r.files),
                          format_bytes(r.bytes_in) if ran else NOTHING,
@@ -208,6 +271,12 @@ class Report:
         if self.empty_stems:
             out.append(f"{len(self.empty_stems)} stem(s) had no files (no archive): "
                        + ", ".join(self.empty_stems[:10]) + (" …" if len(self.empty_stems) > 10 else ""))
+        dropped = [r for r in self.ok if r.dropped]
+        for r in dropped[:10]:
+            out.append(f"{r.stem}: replace dropped {len(r.dropped)} member(s): "
+                       + ", ".join(r.dropped[:10]) + (" …" if len(r.dropped) > 10 else ""))
+        if len(dropped) > 10:
+            out.append(f"… {len(dropped) - 10} more stems had members dropped")
         if self.contested:
             out.append(f"{len(self.contested)} file(s) fit several stems: "
                        + "; ".join(f"{p.name} → {', '.join(s)}" for p, s in self.contested[:5]))
@@ -266,6 +335,7 @@ class Report:
 
         p = Path(path)
         doc = {
+            "zipkit_error_report": 1,
             "started": self.started,
             "summary": self.summary_line(),
             "source": str(self.source) if self.source else None,

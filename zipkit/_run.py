@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -18,9 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import RunInterrupted, SourceError, WorkerLost
 from ._options import WORKERS
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX, Compression, MatchMode, Overwrite, Plan, StemPlan, plan
-from ._report import Report, StemResult
+from ._plan import Compression, MatchMode, Overwrite, Plan, StemPlan, plan, plan_reads
+from ._report import Report, StemResult, check_error_report_path
+from ._signals import Stopped, end_like_signal_if_uncaught, signal_name, stop_on_signals
 from ._table import format_bytes
+from ._tempfiles import RunTemps
+from ._tempfiles import remove_temps as _cleanup_temps  # noqa: F401 - _dask imports it from here
 
 if TYPE_CHECKING:  # pragma: no cover
     import multiprocessing.context
@@ -214,31 +218,6 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
             p.kill()
     pool.shutdown(wait=True, cancel_futures=True)
     log.debug("killed %d worker process(es)", len(procs))
-
-
-def _cleanup_temps(output: Path, run_id: str) -> int:
-    """Remove this run's temp folders (one per worker process) and any temp file left in them."""
-    n = 0
-    mine = f"{TEMP_PREFIX}{run_id}-"
-    with contextlib.suppress(OSError):
-        for e in os.scandir(output):
-            if not (e.name.startswith(mine) and e.name.endswith(TEMP_SUFFIX)):
-                continue
-            if e.is_dir(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    for f in os.scandir(e.path):
-                        with contextlib.suppress(OSError):
-                            os.unlink(f.path)
-                            n += 1
-                with contextlib.suppress(OSError):
-                    os.rmdir(e.path)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(e.path)
-                    n += 1
-    if n:
-        log.info("removed %d temp file(s) left by stopped workers", n)
-    return n
 
 
 class _Run:
@@ -483,7 +462,12 @@ class _Run:
         if error_report and (rep.failed or rep.cancelled):
             path = (self.plan.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json"
                     if error_report is True else Path(error_report))
-            rep = replace(rep, error_report=rep.save_error_report(path))
+            try:
+                rep = replace(rep, error_report=rep.save_error_report(path))
+            except OSError as e:
+                log.warning("could not write the error report %s: %s", path, e.strerror or e)
+                rep = replace(rep, notes=(*rep.notes, f"could not write the error report {path}: "
+                                                      f"{e.strerror or e}"))
         return rep
 
 
@@ -522,7 +506,8 @@ def run_plan(
     Raises
     ------
     RunInterrupted
-        On Ctrl-C, after cleaning up; ``.report`` holds what finished.
+        On Ctrl-C, SIGTERM or SIGHUP (run in the main thread, each stops the run the same way),
+        after cleaning up; ``.report`` holds what finished, ``.exit_code`` is 130, 143 or 129.
 
     Examples
     --------
@@ -531,6 +516,8 @@ def run_plan(
     ()
     """
     workers = WORKERS(workers, "workers") or "auto"  # refused before the output folder is made
+    if save_error_reports and save_error_reports is not True:
+        check_error_report_path(save_error_reports, plan_reads(plan, Path(save_error_reports)))
     if isinstance(executor, str):  # "dask", "dask://local" or a scheduler address
         from ._dask import dask_executor
 
@@ -545,8 +532,7 @@ def run_plan(
                             save_error_reports=save_error_reports)
     todo = plan.to_write
     n = _resolve_workers(workers, len(todo)) if executor is None else (
-        workers if isinstance(workers, int) and not isinstance(workers, bool) else
-        getattr(executor, "_max_workers", None) or available_cpus())
+        workers if isinstance(workers, int) and not isinstance(workers, bool) else _capacity(executor))
     try:
         plan.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -563,26 +549,55 @@ def run_plan(
     name = "in-process" if inline else ("process pool" if executor is None else type(executor).__name__)
     t0 = time.perf_counter()
     interrupted = None
-    try:
-        if inline:
-            run.inline(batcher)
-        else:
-            run.pooled(batcher, executor, _mp_context() if executor is None else None)
-    except Cancelled:
-        interrupted = "cancelled before it finished"
-    except KeyboardInterrupt:
-        interrupted = "interrupted (Ctrl-C) before it finished"
-    finally:
-        bar.close()
-        _cleanup_temps(plan.output, run.run_id)
-    if interrupted is None and cancel is not None and cancel.is_set():
-        interrupted = "cancelled before it finished"
-    run.notes.extend(getattr(executor, "notes", ()))  # e.g. Dask: workers that died
-    rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
-    log.info("zipkit: %s", rep.summary_line())
-    if interrupted and "Ctrl-C" in interrupted:
-        raise RunInterrupted(rep)
+    signum: int | None = None
+    temps = RunTemps(plan.output, run.run_id)
+    with stop_on_signals() as stop:  # SIGINT, SIGTERM, SIGHUP: Stopped, here in the main thread
+        try:
+            temps.open()
+            if inline:
+                run.inline(batcher)
+            else:
+                run.pooled(batcher, executor, _mp_context() if executor is None else None)
+        except Cancelled:
+            interrupted = "cancelled before it finished"
+        except KeyboardInterrupt as e:  # Ctrl-C without our handler (IPython's, a caller's) too
+            signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        finally:
+            stop.defer()  # a signal from now on waits until the temp files are gone
+            bar.close()
+            temps.close()
+        if signum is None and stop.first is not None:  # arrived as the work ended
+            signum = stop.first
+        if signum is not None:
+            interrupted = _stopped_by(signum)
+        if interrupted is None and cancel is not None and cancel.is_set():
+            interrupted = "cancelled before it finished"
+        run.notes.extend(getattr(executor, "notes", ()))  # e.g. Dask: workers that died
+        rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
+        log.info("zipkit: %s", rep.summary_line())
+    if signum is not None:
+        error = RunInterrupted(rep, signum)
+        end_like_signal_if_uncaught(error, signum)
+        raise error
     return rep
+
+
+def _stopped_by(signum: int) -> str:
+    if signum == signal.SIGINT:
+        return "interrupted (Ctrl-C) before it finished"
+    why = {"SIGTERM": "sent by a scheduler, systemd or timeout", "SIGHUP": "its terminal closed"}
+    name = signal_name(signum)
+    return f"stopped by {name} ({why.get(name, 'a signal')}) before it finished"
+
+
+def _capacity(executor: Executor) -> int:
+    """How many tasks a given executor runs at once: what it says (stdlib pools and mpi4py's
+    ``_max_workers``, mpi4py's ``num_workers``), else the CPUs here."""
+    for attr in ("_max_workers", "num_workers"):
+        n = getattr(executor, attr, None)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n
+    return available_cpus()
 
 
 def zip_by_extension(
@@ -631,7 +646,9 @@ def zip_by_extension(
     pattern, contains, not_contains, regex, min_size_kb, max_size_kb
         Marker-file filters (the old tool's).
     overwrite
-        ``"always"`` (default), ``"never"`` or ``"update"``.
+        An existing ``STEM.zip``: ``"always"`` (default; merged as zip does: other members
+        kept), ``"update"`` (skipped when up to date, else merged), ``"never"`` (skipped) or
+        ``"replace"`` (rebuilt from this run's files; dropped members listed).
     compression, level, deflate_backend
         ``deflate`` (default; ISA-L when installed, standard deflate either way), ``stored``,
         ``bzip2``, ``lzma``; ``level`` 0–9 (deflate default 6).

@@ -25,8 +25,9 @@ from typing import Any
 from .. import _options as opt
 from .._errors import UsageError, ZipkitError
 from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, Plan, plan
-from .._report import Report
+from .._report import Report, check_error_report_path
 from .._run import ProgressEvent, available_cpus, run_plan
+from .._signals import cancel_on_signals
 from .._table import format_bytes
 from . import _render as render
 from . import _settings as settings
@@ -127,6 +128,7 @@ class ZipForm(FormLayout):
         self._quiet = 0  # > 0 while the form itself changes controls
         self._started = 0.0  # time.monotonic() when the run began
         self._stem_state: dict[str, str] = {}  # stem → queued, zipping, done, failed …
+        self._cancelled_here = False
         self._build(source, output, stems_from, contains, not_contains, pattern, regex, match,
                     compression, overwrite, verify, reproducible)
 
@@ -218,10 +220,6 @@ class ZipForm(FormLayout):
             if not self.message.startswith("error:"):
                 self._say("")
 
-    def _path(self, text: str, what: str) -> Path:
-        """The folder or file named in a field, made absolute; refused when outside ``root``."""
-        return settings.resolve_path(text, what, self.root)
-
     def _busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -304,7 +302,7 @@ class ZipForm(FormLayout):
         self._show_errors({})
         # The form writes the error report itself, and only when a stem failed (not on Cancel).
         run_kw = {**self.run_kwargs(), "save_error_reports": None}
-        self._cancel = threading.Event()
+        self._cancel, self._cancelled_here = threading.Event(), False  # a signal cancels, not here
         self.report = None
         self.result.value = self.downloads.value = self.stems.value = self.progress_text.value = ""
         self.progress.value, self.progress.max, self.progress.bar_style = 0.0, 1.0, ""
@@ -314,6 +312,7 @@ class ZipForm(FormLayout):
         self._thread = threading.Thread(target=self._work, args=(ready, plan_kw, run_kw, self._cancel),
                                         name="zipkit-form", daemon=True)
         self._thread.start()
+        cancel_on_signals(self._cancel, self._thread)  # SIGTERM/SIGHUP: cancel, clean up, then exit
 
     def _work(self, ready: Plan | None, plan_kw: dict[str, Any] | None, run_kw: dict[str, Any],
               cancel: threading.Event) -> None:
@@ -327,9 +326,11 @@ class ZipForm(FormLayout):
             self._say(f"zipping {len(p.to_write)} stem(s), {format_bytes(p.total_bytes)} …", "busy")
             self.stems.value = render.stems(self._stem_state)
             report = run_plan(p, progress=self._on_progress, cancel=cancel, **run_kw)
-            if report.failed:
-                report = dataclasses.replace(report, error_report=report.save_error_report(
-                    p.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json"))
+            # JSON when a stem failed or a signal stops the process, not after a Cancel pressed here
+            if report.failed or (report.cancelled and not self._cancelled_here):
+                where = check_error_report_path(  # never over a file that is not one of ours
+                    p.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json", {})
+                report = dataclasses.replace(report, error_report=report.save_error_report(where))
         except ZipkitError as e:
             self._say(f"error: {settings.form_words(str(e))}", "error")
             self.progress.bar_style = "danger"
@@ -401,6 +402,7 @@ class ZipForm(FormLayout):
     def cancel(self) -> None:
         """Stop the run: no new stems start, workers stop, temp files go; the report says what ran."""
         if self._busy() and self._cancel is not None:
+            self._cancelled_here = True
             self._cancel.set()
             self._say(f"cancelling … ({self.message})", "busy")
         else:
@@ -429,7 +431,8 @@ class ZipForm(FormLayout):
         """
         from .._config import settings_to_yaml
 
-        target = self._path(str(path) if path is not None else self.config_path.value, "config file")
+        target = settings.resolve_path(str(path) if path is not None else self.config_path.value,
+                                       "config file", self.root)
         if target.suffix.lower() not in (".yml", ".yaml"):
             raise UsageError(f"config file {target} must end in .yml or .yaml")
         text = settings_to_yaml(self.plan_kwargs(), self.run_kwargs(), relative_to=target.parent)
@@ -443,7 +446,8 @@ class ZipForm(FormLayout):
         """Fill the form from a YAML config (zipkit's or the old tool's schema)."""
         from .._config import load_config
 
-        source = self._path(str(path) if path is not None else self.config_path.value, "config file")
+        source = settings.resolve_path(str(path) if path is not None else self.config_path.value,
+                                       "config file", self.root)
         cfg = load_config(source)
         plan_kw, run_kw = dict(cfg.plan_kwargs), dict(cfg.run_kwargs)
         self._say("")

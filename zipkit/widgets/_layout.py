@@ -168,10 +168,10 @@ class FormLayout:
         self.workers = self._tag(w.IntSlider(value=self.cpus, min=1, max=self.cpus, description="workers",
                                              tooltip=f"1 … {self.cpus}; all CPUs is saved as 'auto'",
                                              style=style), "workers")
-        labels = {"always": "always: rewrite existing archives, keep their other members",
+        labels = {"always": "always: merge into existing archives (as zip)",
+                  "update": "update: merge only into out-of-date archives",
                   "never": "never: skip existing archives",
-                  "update": "update: rebuild only out-of-date archives",
-                  "replace": "replace: rebuild exactly from these files"}
+                  "replace": "replace: rebuild, dropping other members"}
         self.overwrite = self._tag(w.Dropdown(
             options=[(labels.get(p, p), p) for p in OVERWRITE_POLICIES], value=overwrite,
             description="existing archives", style=style, layout=w.Layout(width="40em")), "overwrite")

@@ -434,8 +434,8 @@ def test_delete_sources_asks_downloads_and_says_what_it_deleted(page, served, tm
     n = len([p for p in csv.iterdir() if p.name != "campaign_summary.csv"])
     confirm.click()
     text = wait_status(page, r"^done", timeout=60)
-    assert re.search(rf"deleted {n} source files, [\d.]+ [KM]iB$", text), text
-    said = re.compile(rf"deleted {n} source files, [\d.]+ [KM]iB")
+    assert re.search(rf"{n} source file\(s\) deleted \([\d.]+ [KM]iB\)$", text), text
+    said = re.compile(rf"{n} source file\(s\) deleted \([\d.]+ [KM]iB\)")
     expect(page.locator(".zipkit-result .zipkit-deleted")).to_contain_text(said)  # the report says it
     # The extension list no longer counts the deleted files.
     page.locator(".zipkit-extensions option", has_text=re.compile(r"^csv\s+—\s+1\s+file,")).wait_for()

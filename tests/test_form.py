@@ -141,7 +141,7 @@ def test_a_delete_run_says_what_it_deleted_and_the_extension_counts_follow(demo)
     report = form.wait(60)
     assert report.success
     size = sum(f.size for s in form.plan.stems for f in s.files)
-    summary = f"deleted 32 source files, {zipkit._table.format_bytes(size)}"
+    summary = f"32 source file(s) deleted ({zipkit._table.format_bytes(size)})"
     assert form.message.endswith(summary), form.message
     assert f"<p class='zipkit-deleted'><b>{summary}</b>" in form.result.value  # the report says it too
     assert form.extensions.options[0][0] == "csv — 1 file, " + zipkit._table.format_bytes(

@@ -155,27 +155,33 @@ def test_batcher_packs_small_stems_and_puts_large_first(tmp_path):
 
 
 def test_killed_worker_does_not_end_the_run(tmp_path):
-    """SIGKILL one worker mid-run: every stem ends ok or reported, nothing partial, no temp files."""
+    """SIGKILL one worker mid-stem: every stem ends ok, the stem it was running is the one run
+    again, nothing partial, no temp files."""
+    import psutil
+
     src = corpus(tmp_path / "src", stems=16, files=2, size=2 << 20)
-    killed = []
+    killed: list[str] = []
 
     def kill_one(ev: ProgressEvent) -> None:
-        if not killed and ev.bytes_done > 0:
-            import psutil
-
-            kids = psutil.Process().children()
-            workers = [k for k in kids if "multiprocessing" not in " ".join(k.cmdline())]
-            if workers:
-                os.kill(workers[0].pid, signal.SIGKILL)
-                killed.append(workers[0].pid)
+        if killed or ev.bytes_done <= 0:
+            return
+        for proc in pool_workers(psutil.Process()):
+            try:
+                held = [Path(f.path) for f in proc.open_files() if f.path.endswith(".dat")]
+            except psutil.Error:
+                continue
+            if held:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.append(held[0].stem)
+                return
 
     rep = zip_by_extension(src, "dat", tmp_path / "out", workers=2, progress=kill_one,
                            compression="lzma", level=1)
     assert killed
     assert len(rep.results) == 32
-    assert all(r.status in ("ok", "failed") for r in rep.results)
     assert any("worker process died" in n for n in rep.notes)
-    assert any(r.attempts == 2 for r in rep.results)
+    hit = rep[killed[0]]  # run again, unless its archive went into place just before the kill
+    assert hit.attempts == 2 or hit.message == "finished before its worker was stopped", hit
     assert len(rep.ok) == 32
     contents(tmp_path / "out")  # every archive passes testzip
     assert not list((tmp_path / "out").glob(".zipkit-*"))

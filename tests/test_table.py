@@ -84,6 +84,6 @@ def test_the_reports_html_says_what_the_run_deleted(tmp_path):
     report = zipkit.zip_by_extension(src, ["dat", "log"], tmp_path / "out", progress=False, workers=1,
                                      delete_sources=True)
     assert report.success and not list(src.iterdir())
-    assert "<p class='zipkit-deleted'><b>deleted 4 source files, 3.9 KiB</b>" in report._repr_html_()
+    assert "<p class='zipkit-deleted'><b>4 source file(s) deleted (3.9 KiB)</b>" in report._repr_html_()
     kept = zipkit.zip_by_extension(tmp_path / "out", ["zip"], tmp_path / "again", progress=False)
     assert "zipkit-deleted" not in kept._repr_html_()  # nothing deleted: nothing said

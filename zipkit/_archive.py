@@ -640,6 +640,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         return StemResult(
             stem.stem, stem.archive, names, sum(s.st_size for s in read.values()), size_out,
             time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),
+            deleted_bytes=sum(read[n].st_size for n in deleted),
             compressor=f"{backend}x{options.threads}" if threaded else backend,
             cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
             carried=len(merge.carried) if merge else 0, dropped=merge.dropped if merge else (),
@@ -662,7 +663,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             msg = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
             if e.filename2:  # a failed rename: name the archive in the way, not the temp file
                 msg = f"{e.strerror or e}: {e.filename2}"
-        log.warning("stem %s %s: %s", stem.stem, status.replace("_", " "), msg)
+        log.warning("%s: %s: %s", status.replace("_", " "), stem.stem, msg)
         return StemResult(
             stem.stem, stem.archive if archived else None, names, 0, 0, time.perf_counter() - t0,
             status, error_type=type(e).__name__, message=msg,

@@ -200,8 +200,12 @@ class Plan:
         return notes
 
     def __str__(self) -> str:
+        return self.to_text()
+
+    def to_text(self, max_rows: int | None = 50) -> str:
+        """The plain-text plan; ``max_rows=None`` shows every stem."""
         head = f"zipkit plan: {self.source} -> {self.output}\n{self.summary_line()}\n"
-        table = text_table(["stem", "files", "size", "action", "reason"], self._rows())
+        table = text_table(["stem", "files", "size", "action", "reason"], self._rows(), max_rows=max_rows)
         return "\n".join([head + table, *self._notes()])
 
     def _repr_html_(self) -> str:

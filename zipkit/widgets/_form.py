@@ -366,11 +366,7 @@ class ZipForm(FormLayout):
 
     def _show_report(self, report: Report) -> None:
         self.report = report
-        parts = []
-        n_deleted, bytes_deleted = render.deleted(self.plan, report)
-        deleted = (f"; deleted {n_deleted} source file{'s' if n_deleted != 1 else ''}, "
-                   f"{format_bytes(bytes_deleted)}" if n_deleted else "")
-        parts.append(report._repr_html_())
+        parts = [report._repr_html_()]  # its summary line says what was deleted, if anything
         if report.error_report is not None:
             parts.append(f"<p class='zipkit-error-report'>error report: "
                          f"<code>{_esc(report.error_report)}</code></p>")
@@ -382,7 +378,7 @@ class ZipForm(FormLayout):
         self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {render.clock(elapsed)}, "
                                         f"{format_bytes(report.throughput)}/s")
         self.stems.value = render.stems(self._stem_state)
-        if n_deleted:  # the counts offered no longer hold: the deleted files are gone
+        if report.deleted_files:  # the counts offered no longer hold: the deleted files are gone
             self._say_scan([self._safe_scan("source")])
         if report.cancelled:
             self.progress.bar_style = "warning"
@@ -390,14 +386,14 @@ class ZipForm(FormLayout):
             again = (f"; press Zip again for the {len(report.cancelled)} cancelled stem(s)"
                      + (" (existing archives: “update” skips the "
                         f"{done} already written)" if done and self.overwrite.value != "update" else ""))
-            self._say(f"cancelled: {report.summary_line()}{deleted}{again}", "error")
+            self._say(f"cancelled: {report.summary_line()}{again}", "error")
         elif report.failed:
             self.progress.bar_style = "danger"
-            self._say(f"done with failures: {report.summary_line()}{deleted}", "error")
+            self._say(f"done with failures: {report.summary_line()}", "error")
         else:
             self.progress.value = self.progress.max
             self.progress.bar_style = "success"
-            self._say(f"done: {report.summary_line()}{deleted}", "ok")
+            self._say(f"done: {report.summary_line()}", "ok")
 
     def cancel(self) -> None:
         """Stop the run: no new stems start, workers stop, temp files go; the report says what ran."""

@@ -10,12 +10,10 @@ import html
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._plan import Plan
 from .._report import Report
 from .._table import format_bytes
 
-__all__ = ["DOWNLOAD_MAX", "DOWNLOAD_TOTAL", "clock", "deleted", "downloads", "live_state", "stems",
-           "timing"]
+__all__ = ["DOWNLOAD_MAX", "DOWNLOAD_TOTAL", "clock", "downloads", "live_state", "stems", "timing"]
 
 DOWNLOAD_MAX = 8 << 20  #: archives up to this size are offered as downloads (data: links)
 DOWNLOAD_TOTAL = 32 << 20  #: and at most this much in all (the links travel to the browser)
@@ -55,13 +53,6 @@ def stems(states: Mapping[str, str]) -> str:
                     f"{_esc(s)}</span>" for s in order[:MAX_CHIPS])
     more = f" … {len(order) - MAX_CHIPS} more" if len(order) > MAX_CHIPS else ""
     return f"<div class='zipkit-stems-head'>{_esc(head)}</div><div>{chips}{more}</div>"
-
-
-def deleted(plan: Plan | None, report: Report) -> tuple[int, int]:
-    """How many source files the run deleted, and their bytes (sizes as planned)."""
-    sizes = {(s.stem, f.name): f.size for s in (plan.stems if plan else ()) for f in s.files}
-    gone = [(r.stem, name) for r in report.results for name in r.deleted]
-    return len(gone), sum(sizes.get(k, 0) for k in gone)
 
 
 def downloads(report: Report) -> str:

@@ -288,3 +288,30 @@ def test_a_run_leaves_nothing_but_the_archives(tmp_path, workers):
     rep = zip_by_extension(src, "dat", out, workers=workers, progress=False)
     assert rep.success
     assert sorted(os.listdir(out)) == sorted(f"{r.stem}.zip" for r in rep.ok)
+
+
+def test_only_an_archive_holding_the_stems_files_counts_as_finished_by_a_lost_worker(tmp_path):
+    """When a worker dies, a stem whose archive is on disk counts as done; an archive another
+    job put at that path meanwhile (other members) must not: the stem runs again instead."""
+    from zipkit._run import _Progress, _Run
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "a.dat").write_bytes(b"a" * 1000)
+    p = plan(src, "dat", out)
+    run = _Run(p, 2, _Progress(False, p.total_bytes, 1), None)
+    stem = p.stems[0]
+    with zipfile.ZipFile(out / "a.zip", "w") as zf:  # another job's: a.log only
+        zf.writestr("a.log", b"log")
+    assert run._finished_on_disk(stem, "x") is None
+    with zipfile.ZipFile(out / "a.zip", "w") as zf:  # this stem's file, at another size
+        zf.writestr("a.dat", b"short")
+    assert run._finished_on_disk(stem, "x") is None
+    (out / "a.zip").write_bytes(b"not a zip")
+    assert run._finished_on_disk(stem, "x") is None
+    with zipfile.ZipFile(out / "a.zip", "w") as zf:  # what the worker would have written
+        zf.write(src / "a.dat", "a.dat")
+        zf.writestr("old.txt", b"a member carried over")
+    done = run._finished_on_disk(stem, "finished before its worker was stopped")
+    assert done is not None and done.status == "ok" and done.deleted == ()

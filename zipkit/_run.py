@@ -556,8 +556,8 @@ class _Run:
                 hung_found = True
                 msg = (f"stem {stem.stem!r} ran past its timeout of {self.options.timeout:g} s and "
                        "did not stop; its worker was replaced")
-                self.record([StemResult(stem.stem, None, stem.names, 0, 0, self.options.timeout or 0,
-                                        "timed_out", error_type="StemTimeout", message=msg)], attempt)
+                self._record_failure(StemResult(stem.stem, None, stem.names, 0, 0, self.options.timeout or 0,
+                                                "timed_out", error_type="StemTimeout", message=msg), attempt)
             elif blameless or overdue or not charged:
                 batcher.retry(stem, attempt)
             elif attempt < MAX_ATTEMPTS:
@@ -565,20 +565,33 @@ class _Run:
             else:
                 msg = (f"the worker running stem {stem.stem!r} died twice "
                        f"({type(error).__name__}: {error}); sources kept")
-                self.record([StemResult(stem.stem, None, stem.names, 0, 0, 0.0, "failed",
-                                        error_type=WorkerLost.__name__, message=msg)], attempt)
+                self._record_failure(StemResult(stem.stem, None, stem.names, 0, 0, 0.0, "failed",
+                                                error_type=WorkerLost.__name__, message=msg), attempt)
+
+    def _record_failure(self, result: StemResult, attempt: int) -> None:
+        """A failure found here, not in a worker (which logs its own): said once, as they are."""
+        log.warning("%s: %s: %s", result.status.replace("_", " "), result.stem, result.message)
+        self.record([result], attempt)
 
     def _finished_on_disk(self, s: StemPlan, message: str) -> StemResult | None:
-        """The stem's archive if this run put it in place (the rename is atomic, so it is whole)."""
+        """The stem's archive if this run put it in place (the rename is atomic, so it is whole):
+        written since the run began, and holding every file of the stem at its planned size
+        (another job's archive at that path, written meanwhile, does not count)."""
+        import zipfile
+
         try:
             st = s.archive.stat()
-        except OSError:
+            if st.st_mtime_ns < self.started_ns:
+                return None
+            with zipfile.ZipFile(s.archive) as zf:
+                sizes = {i.filename: i.file_size for i in zf.infolist()}
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError):
             return None
-        if st.st_mtime_ns < self.started_ns:
+        if any(sizes.get(f.name) != f.size for f in s.files):
             return None
-        gone = tuple(f.name for f in s.files if not os.path.lexists(f.path))  # the worker deleted them
+        gone = [f for f in s.files if not os.path.lexists(f.path)]  # the worker deleted them
         return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok", message=message,
-                          deleted=gone)
+                          deleted=tuple(f.name for f in gone), deleted_bytes=sum(f.size for f in gone))
 
     def _watch_deadlines(self, in_flight, started, overdue, timeout: float, pool) -> None:
         """Kill the pool when a task overruns its stems' timeouts by far and its worker did not stop."""

@@ -147,3 +147,23 @@ def test_a_stop_signal_during_run_stops_cleans_up_and_ends_the_session(tmp_path,
     assert_nothing_lost(snap, out)
     doc = json.loads(errors.read_text())
     assert doc["cancelled"] and not doc["failed"], doc
+
+
+
+def test_python_m_zipkit_with_a_thread_gets_its_pool_not_the_fallback(tmp_path):
+    """With a thread alive, workers start by forkserver. multiprocessing does not import a
+    package's ``__main__`` again in them, so the unguarded-script check must not mistake
+    ``zipkit.__main__`` (``python -m zipkit``, ``%run -m zipkit``) for a script without a guard."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i in range(4):
+        (src / f"s{i}.dat").write_bytes(b"x" * 10_000)
+    code = ("import runpy, sys, threading\n"
+            "threading.Thread(target=threading.Event().wait, daemon=True).start()\n"
+            f"sys.argv = ['zipkit', {str(src)!r}, '--ext', 'dat', '-o', {str(out)!r}, '-j', '2', '-v']\n"
+            "runpy.run_module('zipkit', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, preexec_fn=default_signals)
+    assert done.returncode == 0, done.stderr
+    assert "4 ok of 4 stem(s)" in done.stdout and "process pool" in done.stdout, done.stdout
+    assert "fallback" not in done.stderr and "Traceback" not in done.stderr, done.stderr

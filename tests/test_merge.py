@@ -32,7 +32,7 @@ import zipkit
 import zipkit._config
 from zipkit import plan, zip_by_extension
 from zipkit._archive import write_archive
-from zipkit._run import _cleanup_temps
+from zipkit._tempfiles import RunTemps
 
 POLICIES = ["always", "update", "never", "replace"]
 
@@ -310,8 +310,12 @@ def test_two_jobs_with_different_extensions_into_one_folder_lose_nothing(tmp_pat
         if not ran:
             ran.append(_cli(src, "--ext", "log", "-o", out, "--delete-sources", "--no-progress"))
 
-    b = write_archive(p.stems[0], p.options, run_id="b", on_bytes=job_a)
-    _cleanup_temps(out, "b")  # what run_plan does after its stems: the empty temp folder goes
+    temps = RunTemps(out, "b")  # what run_plan does around its stems: B's temp area is live
+    temps.open()
+    try:
+        b = write_archive(p.stems[0], p.options, run_id="b", on_bytes=job_a)
+    finally:
+        temps.close()  # the empty temp folder goes
     assert ran and ran[0].returncode == 0, ran[0].stderr
     assert b.status == "failed" and "appeared while stem 'a' was being archived" in b.message
     assert sorted(member_hashes(out / "a.zip")) == ["a.log"] and (src / "a.dat").is_file()

@@ -24,6 +24,7 @@ from ._signals import Stopped, exit_code, signal_name, stop_on_signals
 __all__ = ["build_parser", "exit_now", "main", "run_cli"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_ROWS = 50  # table rows shown without --all
 log = logging.getLogger("zipkit")
 
 
@@ -80,7 +81,7 @@ def _say(text: object, *, err: bool = False) -> None:
     except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
         _stream_gone(stream)
     except OSError as e:  # EIO on a hung-up terminal, ENOSPC on a full disk …
-        log.debug("zipkit: cannot write to %s: %s", "stderr" if err else "stdout", e)
+        log.debug("cannot write to %s: %s", "stderr" if err else "stdout", e)
         _stream_gone(stream)
 
 
@@ -100,6 +101,24 @@ def _quiet_streams(fn: _F) -> _F:
                     _stream_gone(stream)
 
     return wrapper  # type: ignore[return-value]
+
+
+class _AboveTheBar(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines printed above the progress bar (``tqdm.write``), not into it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except (OSError, ValueError):  # a closed or broken stderr: nobody reads the log
+            _stream_gone(sys.stderr)
+
+
+def _log_above_the_bar(level: int) -> None:
+    handler = _AboveTheBar(sys.stderr)
+    handler.setFormatter(logging.Formatter("zipkit: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -129,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stem-ext", action="append", metavar="EXT", help="marker file extension (repeat)")
     g.add_argument("--stems", action="append", metavar="NAME", help="stem names given directly (repeat)")
     g.add_argument("--match", choices=MATCH_MODES, default="prefix",
-                   help="prefix (default): longest stem + non-alphanumeric; contains: old substring rule")
+                   help="prefix: longest stem + non-alphanumeric; contains: the old tool's substring "
+                   "rule (default: prefix)")
     g.add_argument("--pattern", help="marker filter: glob *PATTERN*")
     g.add_argument("--contains", action="append", metavar="TEXT", help="marker filter: stem contains (all)")
     g.add_argument("--not-contains", action="append", metavar="TEXT", help="marker filter: stem lacks (all)")
@@ -140,15 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="marker filter: at most this size in KiB (>= --min-size-kb)")
     a = p.add_argument_group("archives")
     a.add_argument("-c", "--compression", choices=COMPRESSIONS, default="deflate",
-                   help="compression method (default deflate)")
+                   help="compression method (default: deflate)")
     a.add_argument("-l", "--level", type=opt.LEVEL.argparse_type(),
-                   help="compression level: deflate and lzma 0-9 (deflate default 6), bzip2 1-9, stored 0")
+                   help="compression level: deflate and lzma 0-9, bzip2 1-9, stored 0 (default: 6 for "
+                   "deflate and lzma, 9 for bzip2)")
     a.add_argument("--overwrite", choices=OVERWRITE_POLICIES, default="always",
                    help="an existing STEM.zip, as zip does: always (default) merge (this run's "
                    "files replace the members of the same name, every other member is kept), "
                    "update (merge only when out of date), never (skip it), replace (rebuild "
                    "from this run's files only, dropping the other members); a file there that "
-                   "is not a zip is never replaced: its stem fails")
+                   "is not a zip is never replaced: its stem fails (default: always)")
     a.add_argument("--verify", action="store_true", help="re-read each archive and check CRCs")
     a.add_argument("--delete-sources", action="store_true",
                    help="delete a stem's files once its archive is in place, fsynced and verified")
@@ -157,18 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--durable", action="store_true", help="fsync every archive")
     a.add_argument("--timeout", type=opt.SECONDS.argparse_type(), metavar="SECONDS",
                    help=f"per-stem time limit in seconds (at least {opt.MIN_TIMEOUT}, at most "
-                   f"{opt.MAX_TIMEOUT} = 1 week)")
+                   f"{opt.MAX_TIMEOUT} = 1 week; default: none)")
     r = p.add_argument_group("run")
     r.add_argument("-j", "--workers", type=opt.WORKERS.argparse_type(), default=None,
-                   help=f"'auto' (default) or a number from 1 to {opt.MAX_WORKERS}")
+                   help=f"'auto' (the CPUs this process may use, capped by the stems) or a number from 1 "
+                   f"to {opt.MAX_WORKERS} (default: auto)")
     r.add_argument("--dask", metavar="ADDRESS", help="run on a Dask scheduler (tcp://host:8786)")
     r.add_argument("-n", "--dry-run", action="store_true", help="show the plan; write nothing")
+    r.add_argument("-a", "--all", action="store_true",
+                   help="show every stem in the plan and report tables (default: the first 50)")
     r.add_argument("--print-config", action="store_true",
                    help="with a config: show the resolved settings and exit")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--error-report", nargs="?", const=True, metavar="PATH",
-                   help="write failures as JSON (default: in the output folder)")
-    r.add_argument("-q", "--quiet", action="store_true", help="print only the summary line")
+                   help="write failures as JSON to PATH, or without PATH to "
+                   "OUTPUT/zipkit-errors-TIME.json (default: no report)")
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the summary line (what was deleted included); no progress bar")
     r.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
     from . import __version__
 
@@ -268,14 +294,13 @@ def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors
         return None, int(e.code or 0)
-    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-                        format="zipkit: %(message)s", stream=sys.stderr)
+    _log_above_the_bar((logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)])
     try:
         if _is_config(args.source):
             from ._config import load_config
 
             _refuse_direct_options(argv, parser)
-            cfg = load_config(args.source, args.override)
+            cfg = load_config(args.source, args.override, require_folders=not args.print_config)
             if args.print_config:
                 _say(cfg.describe())
                 return cfg, EXIT_OK
@@ -293,9 +318,10 @@ def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
             plan_kw, run_kw = _direct_call(args, parser)
         the_plan = plan(**plan_kw)
         if args.dry_run:
-            _say(the_plan)
+            _say(the_plan.to_text(max_rows=None if args.all else _ROWS))
+            _more_rows_hint(len(the_plan.stems), args.all)
             return the_plan, EXIT_OK
-        if args.no_progress:
+        if args.no_progress or args.quiet:
             run_kw["progress"] = False
         dask = run_kw.pop("dask", None)
         if dask:
@@ -319,14 +345,19 @@ def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
     except ZipkitError as e:
         _say(f"zipkit: error: {e}", err=True)
         return None, EXIT_USAGE
-    _say(report.summary_line() if args.quiet else report)
-    for r in report.failed:
-        _say(f"zipkit: {r.status.replace('_', ' ')}: {r.stem}: {r.message}", err=True)
+    _say(report.summary_line() if args.quiet else report.to_text(max_rows=None if args.all else _ROWS))
+    if not args.quiet:
+        _more_rows_hint(len(report.results), args.all)
     for r in report.ok:  # members removed on request are said even with -q, as deletions are
         if r.dropped:
             _say(f"zipkit: replace: {r.archive} no longer holds {len(r.dropped)} member(s): "
                  + ", ".join(r.dropped), err=True)
     return report, EXIT_OK if not report.failed else EXIT_FAILED
+
+
+def _more_rows_hint(rows: int, shown_all: bool) -> None:
+    if rows > _ROWS and not shown_all:
+        _say(f"(the table shows {_ROWS} of {rows} stems; --all shows every one)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

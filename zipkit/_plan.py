@@ -6,6 +6,7 @@ two archive names could be one file on a file system that ignores case.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import logging
@@ -200,8 +201,12 @@ class Plan:
         return notes
 
     def __str__(self) -> str:
+        return self.to_text()
+
+    def to_text(self, max_rows: int | None = 50) -> str:
+        """The plain-text plan; ``max_rows=None`` shows every stem."""
         head = f"zipkit plan: {self.source} -> {self.output}\n{self.summary_line()}\n"
-        table = text_table(["stem", "files", "size", "action", "reason"], self._rows())
+        table = text_table(["stem", "files", "size", "action", "reason"], self._rows(), max_rows=max_rows)
         return "\n".join([head + table, *self._notes()])
 
     def _repr_html_(self) -> str:
@@ -457,7 +462,34 @@ def plan_reads(p: Plan, also: Path) -> dict[str, str]:
     for sp in p.stems:
         if sp.archive.name in names:
             reads.setdefault(real(sp.archive), f"the archive of stem {sp.stem!r}")
+    try:  # an existing file there may be one of them under another name (a hard link)
+        st = os.stat(also)
+    except OSError:
+        return reads
+    ids = _identities(p.stems, p.inputs)
+    for sp in p.stems:
+        if sp.action != "create":
+            with contextlib.suppress(OSError):
+                there = os.stat(sp.archive)
+                ids.setdefault((there.st_dev, there.st_ino), f"the archive of stem {sp.stem!r}")
+    what = ids.get((st.st_dev, st.st_ino))
+    if what is not None:
+        reads.setdefault(os.path.realpath(also), f"{what} under another name (a link)")
     return reads
+
+
+def _identities(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> dict[tuple[int, int], str]:
+    """(device, inode) → what it is, for the run's sources and ``others`` (markers, the config)."""
+    ids: dict[tuple[int, int], str] = {}
+    for sp in stem_plans:
+        for f in sp.files:
+            if f.ino:
+                ids.setdefault((f.dev, f.ino), f"a source of stem {sp.stem!r} ({f.path})")
+    for p in others:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids.setdefault((st.st_dev, st.st_ino), f"a file this run reads ({p})")
+    return ids
 
 
 def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
@@ -471,6 +503,28 @@ def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[P
         if what is not None:
             raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what}: an input "
                              "is never an output; choose another output folder or extensions")
+
+
+def _refuse_same_files(stem_plans: Sequence[StemPlan], others: Sequence[Path], out_names: set[str]) -> None:
+    """UsageError when an existing archive is, under another name, a file this run reads: a
+    hard link or a symlink to a source, marker or the config, or (on a file system that folds
+    case) ``A.ZIP`` read as a source where ``A.zip`` is written. Only archives whose name is in
+    the output folder (folded) are looked at: one ``stat`` each."""
+    present = {name_key(n, True, True) for n in out_names if n[-4:].lower() == ".zip"}
+    suspects = [sp for sp in stem_plans if sp.action != "create"
+                or name_key(sp.archive.name, True, True) in present]
+    if not suspects:
+        return
+    ids = _identities(stem_plans, others)
+    for sp in suspects:
+        try:
+            st = os.stat(sp.archive)
+        except OSError:
+            continue
+        what = ids.get((st.st_dev, st.st_ino))
+        if what is not None:
+            raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what} under another "
+                             "name (a link): an input is never an output; choose another output folder")
 
 
 def name_key(name: str, fold_case: bool, fold_normalization: bool) -> str:
@@ -539,7 +593,7 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
     if not exists:
         return "create", "", (), ()
     from ._errors import ExistingArchiveError
-    from ._merge import read_existing
+    from ._merge import read_existing, uncheckable
 
     try:
         got = read_existing(archive)
@@ -554,17 +608,23 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
         return "skip", "archive exists", (), ()
     if overwrite == "replace":
         return "replace", f"replace: {_members_word(len(kept))} dropped", (), kept
+    # a member the merge would carry but cannot check fails the stem: said now, not at run time
+    why = next((w for i in infos if i.filename not in names and (w := uncheckable(i, archive))), None)
     merge = f"merge: {_members_word(len(kept))} kept"
+
+    def merging(reason: str) -> tuple[Action, str, tuple[str, ...], tuple[str, ...]]:
+        return ("fail", why, (), ()) if why else ("merge", reason, kept, ())
+
     if overwrite == "always":
-        return "merge", merge, kept, ()
+        return merging(merge)
     # update: skip only an archive newer than every file of this run that holds all their names
     sizes = {i.filename: i.file_size for i in infos}
     if not names <= set(sizes):
-        return "merge", f"{merge} (new members)", kept, ()
+        return merging(f"{merge} (new members)")
     if any(sizes[f.name] != f.size for f in files):
-        return "merge", f"{merge} (a member's size differs)", kept, ()
+        return merging(f"{merge} (a member's size differs)")
     if any(f.mtime_ns > st.st_mtime_ns for f in files):
-        return "merge", f"{merge} (a member is newer)", kept, ()
+        return merging(f"{merge} (a member is newer)")
     if check_crc:  # verify on: trust no archive unread
         import zipfile
         import zlib
@@ -572,10 +632,11 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
         try:
             with zipfile.ZipFile(archive) as zf:
                 bad = zf.testzip()
-        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError) as e:
+        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError, RuntimeError,
+                NotImplementedError) as e:  # RuntimeError: encrypted; NotImplementedError: a method
             bad = f"? ({type(e).__name__})"
         if bad is not None:  # rebuilt: this run's files replace it, others are checked as carried
-            return "merge", f"{merge} (existing archive corrupt: bad CRC in {bad})", kept, ()
+            return merging(f"{merge} (existing archive corrupt: bad CRC in {bad})")
     return "skip", "up to date", (), ()
 
 
@@ -746,6 +807,7 @@ def plan(
                                    kept_names, dropped))
     # Inputs are never outputs, and no two stems may write one file: refused before any work.
     _refuse_inputs_as_outputs(stem_plans, read_too)
+    _refuse_same_files(stem_plans, read_too, out_names)
     _refuse_colliding_names(out, stem_plans)
 
     empty = tuple(s for s in (wanted or []) if s not in groups)

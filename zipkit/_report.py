@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from ._table import format_bytes, html_table, text_table
+from ._table import NOTHING, format_bytes, html_table, text_table
 
 __all__ = ["Report", "StemResult", "check_error_report_path"]
 
@@ -25,6 +25,9 @@ def _is_error_report(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and _REPORT_KEYS <= set(doc) and isinstance(doc["failed"], list)
+
+
+ADVICE_AFTER_SECONDS = 10.0  # shorter runs get no tuning advice
 
 
 def check_error_report_path(path: str | os.PathLike[str], reads: dict[str, str]) -> Path:
@@ -76,7 +79,8 @@ class StemResult:
 
     ``status`` is ``ok``, ``skipped``, ``failed``, ``timed_out`` or ``cancelled``; failures carry
     ``error_type``, ``message`` and ``traceback``. ``attempts`` > 1 means the stem was run again
-    after its worker died. ``carried`` counts the members of the existing archive carried over
+    after its worker died. ``deleted`` names the sources deleted (``delete_sources``), whose
+    sizes add up to ``deleted_bytes``. ``carried`` counts the members of the existing archive carried over
     into the new one (merged); ``dropped`` names those that ``overwrite="replace"`` removed.
     """
 
@@ -98,6 +102,7 @@ class StemResult:
     peak_rss: int = 0
     carried: int = 0
     dropped: tuple[str, ...] = ()
+    deleted_bytes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -204,7 +209,7 @@ class Report:
         """One line of tuning advice when the run was bound by something the user can change."""
         done = [r for r in self.results if r.status == "ok"]
         ran = [r for r in self.results if r.status not in ("skipped", "cancelled")]
-        if not done or self.seconds < 0.5:
+        if not done or self.seconds < ADVICE_AFTER_SECONDS or self.cancelled:  # short or stopped: no tuning
             return None
         compressors = {r.compressor for r in done}
         if len(ran) < self.workers and self.workers > 1:
@@ -226,6 +231,22 @@ class Report:
                     f"{format_bytes(self.throughput)}/s; more workers will not help")
         return None
 
+    @property
+    def deleted_files(self) -> int:
+        """Source files the run deleted (``delete_sources``)."""
+        return sum(len(r.deleted) for r in self.results)
+
+    @property
+    def deleted_bytes(self) -> int:
+        """Bytes of the source files the run deleted."""
+        return sum(r.deleted_bytes for r in self.results)
+
+    def deletion_line(self) -> str | None:
+        """``"12 source file(s) deleted (3.4 MiB)"``, or None when nothing was deleted."""
+        if not self.deleted_files:
+            return None
+        return f"{self.deleted_files} source file(s) deleted ({format_bytes(self.deleted_bytes)})"
+
     def __repr__(self) -> str:
         return f"<zipkit.Report: {self.summary_line()}>"
 
@@ -237,20 +258,29 @@ class Report:
             if group:
                 parts.append(f"{len(group)} {label}")
         ratio = f" ({self.bytes_out / self.bytes_in:.0%})" if self.bytes_in else ""
+        deleted = self.deletion_line()
         return (f"{', '.join(parts)} of {len(self.results)} stem(s); {format_bytes(self.bytes_in)} → "
                 f"{format_bytes(self.bytes_out)}{ratio} in {self.seconds:.2f} s "
-                f"({format_bytes(self.throughput)}/s, {self.workers} worker(s), {self.executor})")
+                f"({format_bytes(self.throughput)}/s, {self.workers} worker(s), {self.executor})"
+                + (f"; {deleted}" if deleted else ""))
+
+    def _in_table_order(self) -> list[StemResult]:
+        """Failures first (failed, timed out), then the rest in the order of the plan."""
+        return sorted(self.results, key=lambda r: r.status not in ("failed", "timed_out"))
 
     def _rows(self) -> list[list[object]]:
         rows = []
-        for r in self.results:
+        for r in self._in_table_order():
             note = r.message if r.status != "ok" else ("retried" if r.attempts > 1 else "")
             if r.status == "ok" and (r.carried or r.dropped):
                 merged = (f"replace: {len(r.dropped)} member(s) dropped" if r.dropped
                           else f"merge: {r.carried} member(s) kept")
                 note = f"{merged}; {note}" if note else merged
-            rows.append([r.stem, r.status, len(r.files), format_bytes(r.bytes_in),
-                         format_bytes(r.bytes_out), f"{r.seconds:.2f} s", note])
+            ran = r.status not in ("skipped", "cancelled")  # "—" for what did not happen
+            rows.append([r.stem, r.status.replace("_", " "), len(r.files),
+                         format_bytes(r.bytes_in) if ran else NOTHING,
+                         format_bytes(r.bytes_out) if r.status == "ok" else NOTHING,
+                         f"{r.seconds:.2f} s" if ran else NOTHING, note])
         return rows
 
     _HEADERS = ("stem", "status", "files", "in", "out", "time", "note")
@@ -287,8 +317,12 @@ class Report:
         return out
 
     def __str__(self) -> str:
+        return self.to_text()
+
+    def to_text(self, max_rows: int | None = 50) -> str:
+        """The plain-text report; ``max_rows=None`` shows every stem."""
         lines = [f"zipkit report: {self.summary_line()}",
-                 text_table(self._HEADERS, self._rows())]
+                 text_table(self._HEADERS, self._rows(), max_rows=max_rows)]
         lines += self._notes()
         return "\n".join(lines)
 
@@ -302,11 +336,14 @@ class Report:
             f"<pre>{html.escape(r.traceback)}</pre></details>"
             for r in self.failed
         )
+        line = self.deletion_line()  # what a run deleted is always said, and seen
+        deleted = (f"<p class='zipkit-deleted'><b>{html.escape(line)}</b>, each after its archive was "
+                   "written, fsynced and verified</p>") if line else ""
         return (
             "<div class='zipkit-report'>"
-            f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>"
+            f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>" + deleted
             + html_table(self._HEADERS, self._rows(), css_class="zipkit-report-table",
-                         row_classes=[f"zipkit-{r.status}" for r in self.results])
+                         row_classes=[f"zipkit-{r.status}" for r in self._in_table_order()])
             + (f"<ul>{notes}</ul>" if notes else "") + failures + "</div>"
         )
 

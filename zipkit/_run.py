@@ -17,16 +17,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import _pool
 from ._errors import RunInterrupted, SourceError, WorkerLost
 from ._options import WORKERS
 from ._plan import Compression, MatchMode, Overwrite, Plan, StemPlan, plan, plan_reads
+from ._pool import mp_context as _mp_context
 from ._report import Report, StemResult, check_error_report_path
 from ._signals import Stopped, end_like_signal_if_uncaught, signal_name, stop_on_signals
+from ._table import format_bytes
 from ._tempfiles import RunTemps
 from ._tempfiles import remove_temps as _cleanup_temps  # noqa: F401 - _dask imports it from here
 
 if TYPE_CHECKING:  # pragma: no cover
-    import multiprocessing.context
     from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ProgressEvent", "available_cpus", "run_plan", "zip_by_extension"]
@@ -34,6 +36,7 @@ __all__ = ["ProgressEvent", "available_cpus", "run_plan", "zip_by_extension"]
 log = logging.getLogger("zipkit")
 
 MAX_ATTEMPTS = 2          # a stem whose worker dies is run once more, then reported as lost
+MAX_RESTARTS = 3          # pools replaced after a worker died, per run; then the rest runs in-process
 TARGET_TASK_SECONDS = 0.2  # joblib's lesson: tasks of 0.2 s amortise per-task overhead
 
 
@@ -47,6 +50,7 @@ class ProgressEvent:
     stems_total: int
     failed: int
     result: StemResult | None = None
+    stem: str | None = None  #: the stem whose bytes were just read (None when a stem ends)
 
 
 class Cancelled(BaseException):
@@ -67,22 +71,13 @@ def _resolve_workers(workers: int | str | None, n_stems: int) -> int:
     return max(1, min(workers, n_stems))
 
 
-def _mp_context() -> multiprocessing.context.BaseContext:
-    """fork on Linux while this process has one thread (fast, works in scripts without a
-    ``__main__`` guard); else forkserver (spawn where there is none).
-
-    A Jupyter kernel always has threads, so it is never forked.
-    """
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")  # macOS system libraries are not fork-safe
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["zipkit._worker"])  # workers start with zipkit imported
-        return ctx
-    return multiprocessing.get_context("spawn")
+def _limit_workers(n: int) -> int | None:
+    """``n`` lowered to what the process limits hold, with one warning; None if it fits."""
+    fit, why = _pool.limit_workers(n)
+    if why is None:
+        return None
+    log.warning("zipkit: %d workers asked for, %s; running %d", n, why, fit)
+    return fit
 
 
 class _Progress:
@@ -100,9 +95,18 @@ class _Progress:
             class _Bar(tqdm):  # no monitor thread: a later pool could then still fork
                 monitor_interval = 0
 
+                @property
+                def format_dict(self) -> dict[str, Any]:  # sizes in binary units, as the report
+                    d = super().format_dict
+                    rate = d["rate"] or (d["n"] / d["elapsed"] if d["elapsed"] and d["n"] else None)
+                    d.update(size_done=format_bytes(d["n"]), size_total=format_bytes(d["total"] or 0),
+                             size_rate=f"{format_bytes(rate)}/s" if rate else "?/s")
+                    return d
+
             self._draw(lambda: setattr(self, "bar", _Bar(
-                total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="zipkit", smoothing=0.1,
-                dynamic_ncols=True)))
+                total=total, unit="B", desc="zipkit", smoothing=0.1, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {size_done}/{size_total} "
+                           "[{elapsed}<{remaining}, {size_rate}{postfix}]")))
             self._postfix()
 
     def _draw(self, step: Callable[[], Any]) -> None:
@@ -123,10 +127,10 @@ class _Progress:
                 fix["failed"] = str(self.failed)
             self._draw(lambda: self.bar.set_postfix(fix, refresh=False))
 
-    def _emit(self, result: StemResult | None = None) -> None:
+    def _emit(self, result: StemResult | None = None, stem: str | None = None) -> None:
         if self.callback is not None:
             self.callback(ProgressEvent(self.done, self.total, self.stems_done, self.stems_total,
-                                        self.failed, result))
+                                        self.failed, result, stem))
 
     def add(self, stem: str, n: int) -> None:
         """``n`` more bytes of ``stem`` were read."""
@@ -134,7 +138,7 @@ class _Progress:
         self.done += n
         if self.bar is not None:
             self._draw(lambda: self.bar.update(n))
-        self._emit()
+        self._emit(stem=stem)
 
     def forget(self, stem: str) -> None:
         """``stem`` will run again: take back the bytes it had reported."""
@@ -213,13 +217,100 @@ class _Batcher:
 
 
 def _kill_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool's workers now (Ctrl-C, cancel, a stem that will not stop)."""
+    """Stop a pool's workers now (Ctrl-C, cancel, a stem that will not stop, a failed start)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
     for p in procs:
         with contextlib.suppress(Exception):
             p.kill()
+    for p in procs:  # a pool whose start failed has no manager thread to reap them
+        with contextlib.suppress(Exception):
+            p.join(5)
     pool.shutdown(wait=True, cancel_futures=True)
     log.debug("killed %d worker process(es)", len(procs))
+
+
+class _CannotStart(Exception):
+    """Workers of this run cannot start; the message says why, for the fallback's warning.
+
+    ``guard``: the likely fix is an ``if __name__ == "__main__":`` guard. ``starved``: the
+    process could not make a process or thread (a limit), so the rest runs on one thread.
+    """
+
+    def __init__(self, cause: str, *, guard: bool = False, starved: bool = False):
+        super().__init__(cause)
+        self.guard, self.starved = guard, starved
+
+
+class _OwnPool:
+    """One process pool of a run: its progress queue, its start method, what it was given.
+
+    Tasks run :func:`zipkit._pool.run_marked`, which marks each stem in ``marks`` (one shared
+    int per stem of the plan) with its worker's pid as it starts, and as ended when it ends, so
+    that a lost worker charges an attempt only to the stems it was running.
+    """
+
+    def __init__(self, run: _Run, ctx, marks) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.run, self.marks = run, marks
+        self.forked = ctx.get_start_method() == "fork"
+        self.threads_before = set(threading.enumerate())
+        self.queue = ctx.Queue()
+        args = (self.queue, marks, run.plan.stems, run.options) if self.forked else (self.queue, marks)
+        self.pool = ProcessPoolExecutor(run.workers, mp_context=ctx, initializer=_pool.init_pool_worker,
+                                        initargs=args)
+        self.procs = self.pool._processes  # filled as workers start; kept when the pool shuts down
+        self.given: list[int] = []  # plan indices of the stems submitted to this pool
+        self.returned = False  # a task of this pool returned
+        self.died: set[int] = set()  # pids of workers that died by themselves (set by close)
+
+    def submit(self, batch: list[tuple[StemPlan, int]]) -> Future:
+        """Submit; :class:`_CannotStart` (after killing the workers started) if a worker cannot."""
+        idx = [self.run.index[s.stem] for s, _ in batch]
+        for i in idx:
+            self.marks[i] = _pool.NOT_STARTED
+        self.given += idx
+        try:
+            if self.forked:
+                return self.pool.submit(_pool.run_marked, idx, None, None, self.run.run_id)
+            return self.pool.submit(_pool.run_marked, idx, [s for s, _ in batch], self.run.options,
+                                    self.run.run_id)
+        except BrokenExecutor:  # a worker died: not a failed start
+            raise
+        except (OSError, EOFError, RuntimeError) as e:  # fork/spawn failed; a thread could not start
+            self.close(kill=True)
+            why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise _CannotStart(f"worker processes could not be started ({why})", starved=True) from e
+
+    def ran_any(self) -> bool:
+        """Whether any worker of this pool got as far as starting a stem."""
+        return self.returned or any(self.marks[i] != _pool.NOT_STARTED for i in self.given)
+
+    def state(self, stem: StemPlan) -> int:
+        """NOT_STARTED, ENDED, RUNNING (on a worker that died) or STOPPED (on a worker the pool
+        stopped because another one died); after :meth:`close`."""
+        mark = self.marks[self.run.index[stem.stem]]
+        if mark <= 0:
+            return mark
+        return _pool.RUNNING if not self.died or mark in self.died else _pool.STOPPED
+
+    def close(self, kill: bool) -> None:
+        """Shut down (``kill``: kill the workers first), take the last messages, and join the
+        threads the pool started, so that the next start method is decided on a quiet process."""
+        if kill:
+            _kill_pool(self.pool)
+        else:
+            self.pool.shutdown(wait=True)
+        self.run._drain(self.queue)
+        self.queue.close()
+        self.queue.join_thread()
+        for t in set(threading.enumerate()) - self.threads_before:
+            if t.name == "QueueFeederThread" or type(t).__name__ == "_ExecutorManagerThread":
+                t.join(5)
+        # alive, or stopped by the pool for another's death: by SIGTERM, or by a handler of it
+        # that exits (0, 143); a worker that dies by itself is killed or crashes
+        stopped = (None, 0, -signal.SIGTERM, 128 + signal.SIGTERM)
+        self.died = {pid for pid, p in list(self.procs.items()) if p.exitcode not in stopped}
 
 
 class _Run:
@@ -233,6 +324,10 @@ class _Run:
         self.attempts: dict[str, int] = {}
         self.notes: list[str] = []
         self.restarts = 0  # pools replaced because a worker died
+        self.index = {s.stem: i for i, s in enumerate(plan.stems)}
+        self.ran_in_pool = False  # a task of an own pool returned
+        self.given: Executor | None = None  # the executor given to pooled(), if any
+        self.fell_back = False  # the remaining stems ran in this process: workers could not
         self.by_name = {s.stem: s for s in plan.stems}
         self.started_ns = time.time_ns() - 50_000_000  # minus a coarse filesystem clock tick
 
@@ -262,26 +357,22 @@ class _Run:
 
     # -- in an executor ----------------------------------------------------------------------
     def pooled(self, batcher: _Batcher, executor: Executor | None, ctx) -> None:
-        from concurrent.futures import ProcessPoolExecutor
-
-        from ._worker import init_worker, run_batch, run_indexed
+        """Run the batches in ``executor`` or, when it is None, in process pools of this run's
+        own: the first started with ``ctx``, each later one with the start method that is safe
+        at its start. A pool whose worker died is replaced up to MAX_RESTARTS times; when
+        workers cannot start, or died more often, the remaining stems run in this process."""
+        from ._worker import run_batch
 
         own = executor is None
-        # forked workers inherit the plan: a task is then a list of indices, not pickled stems
-        forked = own and ctx.get_start_method() == "fork"
-        index = {s.stem: i for i, s in enumerate(self.plan.stems)} if forked else {}
-
-        def new_pool(queue):
-            args = (queue, self.plan.stems, self.options) if forked else (queue,)
-            return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker, initargs=args)
-
-        def submit(batch):
-            if forked:
-                return pool.submit(run_indexed, [index[s.stem] for s, _ in batch], self.run_id)
-            return pool.submit(run_batch, [s for s, _ in batch], self.options, self.run_id)
-
-        queue = ctx.Queue() if own else None
-        pool = new_pool(queue) if own else executor
+        self.given = executor
+        current: _OwnPool | None = None
+        if own:
+            marks = ctx.RawArray("i", max(1, len(self.plan.stems)))
+            try:
+                current = self._start_pool(ctx, marks)
+            except _CannotStart as e:
+                self._fall_back(e, batcher)
+                return
         timeout = self.options.timeout
         cap = self.workers if timeout else 2 * self.workers
         in_flight: dict[Future, list[tuple[StemPlan, int]]] = {}
@@ -290,20 +381,33 @@ class _Run:
         try:
             while batcher or in_flight:
                 self._check_cancel()
-                while batcher and len(in_flight) < cap:
+                broken = False
+                while batcher and len(in_flight) < cap and not broken:
                     batch = batcher.next()
                     try:
-                        fut = submit(batch)
-                    except BrokenExecutor:  # a given executor that broke earlier: finish here
+                        fut = (current.submit(batch) if current is not None else
+                               executor.submit(run_batch, [s for s, _ in batch], self.options, self.run_id))
+                    except BrokenExecutor:  # broke before we saw it: the batch never ran
                         for stem, attempt in batch:
                             batcher.retry(stem, attempt)
-                        self._finish_inline(in_flight, batcher)
+                        if not own:  # a given executor that broke earlier: finish here
+                            self._finish_inline(in_flight, batcher)
+                            return
+                        broken = True
+                        continue
+                    except _CannotStart as e:  # the pool is killed: nothing of it ran to the end
+                        for stem, attempt in batch:
+                            batcher.retry(stem, attempt)
+                        for lost in in_flight.values():
+                            self._lost(lost, batcher, e, overdue=False, blameless=True, state=current.state)
+                        in_flight.clear()
+                        current = None
+                        self._fall_back(e, batcher)
                         return
                     in_flight[fut] = batch
                 done, _ = wait(list(in_flight), timeout=0.1, return_when=FIRST_COMPLETED)
-                if queue is not None:
-                    self._drain(queue)
-                broken = False
+                if current is not None:
+                    self._drain(current.queue)
                 for fut in done:
                     batch = in_flight[fut]  # popped once recorded: a stop before then harvests it
                     started.pop(fut, None)
@@ -312,41 +416,58 @@ class _Run:
                     except BaseException as e:  # the task, not a stem, failed: worker lost
                         if isinstance(e, KeyboardInterrupt):
                             raise
-                        del in_flight[fut]
                         broken |= isinstance(e, BrokenExecutor)
+                        if broken:
+                            continue  # settled below, with the pool's other tasks
+                        del in_flight[fut]
                         self._lost(batch, batcher, e, overdue=fut in overdue, blameless=bool(overdue))
                         continue
+                    if current is not None:
+                        current.returned = self.ran_in_pool = True
                     batcher.learn(results)
                     self.record(results, max(a for _, a in batch))
                     del in_flight[fut]
                 if broken and not own:  # not ours to replace: run what is left in this process
                     self._finish_inline(in_flight, batcher)
                     return
-                if broken and own:
-                    for fut, batch in in_flight.items():  # all of them died with the pool
-                        self._lost(batch, batcher, BrokenExecutor("pool broken"),
-                                   overdue=fut in overdue, blameless=bool(overdue))
+                if broken and current is not None:
+                    current.close(kill=False)  # its workers are gone: marks and exit codes are final
+                    for fut, batch in in_flight.items():
+                        if fut.done() and not fut.cancelled() and fut.exception() is None:
+                            current.returned = self.ran_in_pool = True  # returned before the break
+                            self.record(fut.result(), max(a for _, a in batch))
+                            continue
+                        self._lost(batch, batcher, BrokenExecutor("pool broken"), overdue=fut in overdue,
+                                   blameless=bool(overdue), state=current.state)
                     in_flight.clear()
                     started.clear()
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    queue = ctx.Queue()
-                    pool = new_pool(queue)
-                    if not overdue:
-                        self.restarts += 1
-                        log.warning("worker process died; restarting the pool")
+                    cause = None
+                    if not current.ran_any():
+                        cause = _CannotStart("the worker processes exited before they started any stem",
+                                             guard=True)
+                    elif not overdue:
+                        if self.restarts >= MAX_RESTARTS:
+                            cause = _CannotStart(f"worker processes died {self.restarts + 1} times (a run "
+                                                 f"restarts its pool at most {MAX_RESTARTS} times)")
+                        else:
+                            self.restarts += 1
+                            log.warning("worker process died; restarting the pool (%d of at most %d "
+                                        "restarts)", self.restarts, MAX_RESTARTS)
                     overdue.clear()
-                if timeout and own:
-                    self._watch_deadlines(in_flight, started, overdue, timeout, pool)
+                    current = None
+                    try:
+                        if cause is not None:
+                            raise cause
+                        current = self._start_pool(None, marks)
+                    except _CannotStart as e:
+                        self._fall_back(e, batcher)
+                        return
+                if timeout and current is not None:
+                    self._watch_deadlines(in_flight, started, overdue, timeout, current.pool)
         finally:
-            if own:
-                if self.cancel is not None and self.cancel.is_set() or in_flight:
-                    _kill_pool(pool)
-                else:
-                    pool.shutdown(wait=True)
-                if queue is not None:
-                    self._drain(queue)
-                    queue.close()
-            else:
+            if current is not None:
+                current.close(kill=self.cancel is not None and self.cancel.is_set() or bool(in_flight))
+            elif not own:
                 for fut in in_flight:
                     fut.cancel()
             for fut in in_flight:  # tasks that finished before the stop but were not recorded
@@ -354,9 +475,54 @@ class _Run:
                     for r in fut.result():
                         self.results.setdefault(r.stem, r)
 
+    def _start_pool(self, ctx, marks) -> _OwnPool:
+        """A fresh pool, started by ``ctx`` or the start method safe now; :class:`_CannotStart`
+        when its workers could not run this call's stems."""
+        ctx = ctx or _mp_context()
+        if ctx.get_start_method() != "fork" and _pool.reimport_reruns_this_call():
+            raise _CannotStart(
+                "this script calls zipkit outside an `if __name__ == \"__main__\":` guard and the process "
+                f"has {threading.active_count()} threads, so workers cannot be forked and would re-run "
+                "the script", guard=True)
+        try:
+            started = _OwnPool(self, ctx, marks)
+            log.debug("a pool of %d worker(s) starts by %s (%d thread(s) in this process)",
+                      self.workers, ctx.get_start_method(), threading.active_count())
+            return started
+        except (OSError, RuntimeError) as e:
+            raise _CannotStart(f"worker processes could not be started ({type(e).__name__}: {e})",
+                               starved=True) from e
+
+    def _fall_back(self, why: _CannotStart, batcher: _Batcher) -> None:
+        """Workers cannot run this run's stems: say so once, then zip the rest here, one at a time."""
+        fix = ('put the script\'s zipkit call under `if __name__ == "__main__":` or pass workers=1'
+               if why.guard else "pass workers=1")
+        log.warning("zipkit: sequential fallback: %s; zipping the remaining %d stem(s) in this process "
+                    "(%s to run in-process without this warning)", why, len(batcher.queue), fix)
+        self.notes.append(f"sequential fallback: {why}")
+        self.fell_back = True
+        if why.starved:  # no thread to spare either: big members are deflated on this one
+            self.options = replace(self.options, threads=1)
+        self.inline(batcher)
+
     def _finish_inline(self, in_flight: dict, batcher: _Batcher) -> None:
-        """The given executor broke: its unfinished stems and the rest run in this process."""
+        """The given executor broke: its unfinished stems and the rest run in this process.
+
+        Once its worker processes (a given process pool's) are gone: one still finishing a stem
+        could otherwise put that stem's archive in place while it runs again here.
+        """
+        from multiprocessing.connection import wait as wait_for
+
+        with contextlib.suppress(Exception):
+            alive = [p.sentinel for p in (getattr(self.given, "_processes", None) or {}).values()]
+            end = time.monotonic() + 10
+            while alive and time.monotonic() < end:  # wait() returns as soon as one is ready
+                gone = wait_for(alive, timeout=max(0.0, end - time.monotonic()))
+                alive = [s for s in alive if s not in gone]
         for fut, batch in in_flight.items():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.record(fut.result(), max(a for _, a in batch))  # returned before the break
+                continue
             fut.cancel()
             self._lost(batch, batcher, BrokenExecutor("executor broken"), overdue=False)
         in_flight.clear()
@@ -379,13 +545,16 @@ class _Run:
                 self.progress.add(*msg)
 
     def _lost(self, batch, batcher: _Batcher, error: BaseException, *, overdue: bool,
-              blameless: bool = False) -> None:
+              blameless: bool = False, state: Callable[[StemPlan], int] | None = None) -> None:
         """The task running ``batch`` died before it returned.
 
-        Stems whose archive is already in place count as done. In an ``overdue`` task (killed
-        by the watchdog) the first unfinished stem is the one that hung: it timed out, the rest
-        run again at no cost. Otherwise (a worker died) each stem runs once more, unless
-        ``blameless`` (killed for another task's timeout), then it is reported lost.
+        Stems whose archive is already in place count as done. ``state`` (own pools) tells
+        which stems the worker was running when it died: only those are charged; the rest of
+        the batch (not started, or ended but its result lost) runs again at no cost. In an
+        ``overdue`` task (killed by the watchdog) the running stem (without ``state``: the first
+        unfinished) is the one that hung: it timed out, the rest run again at no cost.
+        Otherwise each charged stem runs once more, unless ``blameless`` (killed for another
+        task's timeout, or by a failed pool start), then it is reported lost.
         """
         hung_found = False
         for stem, attempt in batch:
@@ -393,35 +562,49 @@ class _Run:
                 continue
             self.progress.forget(stem.stem)
             done = self._finished_on_disk(stem, "finished before its worker was stopped")
+            charged = state is None or state(stem) == _pool.RUNNING
             if done is not None:
                 self.record([done], attempt)
-            elif overdue and not hung_found:
+            elif overdue and not hung_found and charged:
                 hung_found = True
                 msg = (f"stem {stem.stem!r} ran past its timeout of {self.options.timeout:g} s and "
                        "did not stop; its worker was replaced")
-                self.record([StemResult(stem.stem, None, stem.names, 0, 0, self.options.timeout or 0,
-                                        "timed_out", error_type="StemTimeout", message=msg)], attempt)
-            elif blameless or overdue:
+                self._record_failure(StemResult(stem.stem, None, stem.names, 0, 0, self.options.timeout or 0,
+                                                "timed_out", error_type="StemTimeout", message=msg), attempt)
+            elif blameless or overdue or not charged:
                 batcher.retry(stem, attempt)
             elif attempt < MAX_ATTEMPTS:
                 batcher.retry(stem, attempt + 1)
             else:
                 msg = (f"the worker running stem {stem.stem!r} died twice "
                        f"({type(error).__name__}: {error}); sources kept")
-                self.record([StemResult(stem.stem, None, stem.names, 0, 0, 0.0, "failed",
-                                        error_type=WorkerLost.__name__, message=msg)], attempt)
+                self._record_failure(StemResult(stem.stem, None, stem.names, 0, 0, 0.0, "failed",
+                                                error_type=WorkerLost.__name__, message=msg), attempt)
+
+    def _record_failure(self, result: StemResult, attempt: int) -> None:
+        """A failure found here, not in a worker (which logs its own): said once, as they are."""
+        log.warning("%s: %s: %s", result.status.replace("_", " "), result.stem, result.message)
+        self.record([result], attempt)
 
     def _finished_on_disk(self, s: StemPlan, message: str) -> StemResult | None:
-        """The stem's archive if this run put it in place (the rename is atomic, so it is whole)."""
+        """The stem's archive if this run put it in place (the rename is atomic, so it is whole):
+        written since the run began, and holding every file of the stem at its planned size
+        (another job's archive at that path, written meanwhile, does not count)."""
+        import zipfile
+
         try:
             st = s.archive.stat()
-        except OSError:
+            if st.st_mtime_ns < self.started_ns:
+                return None
+            with zipfile.ZipFile(s.archive) as zf:
+                sizes = {i.filename: i.file_size for i in zf.infolist()}
+        except (OSError, zipfile.BadZipFile, ValueError, EOFError):
             return None
-        if st.st_mtime_ns < self.started_ns:
+        if any(sizes.get(f.name) != f.size for f in s.files):
             return None
-        gone = tuple(f.name for f in s.files if not os.path.lexists(f.path))  # the worker deleted them
+        gone = [f for f in s.files if not os.path.lexists(f.path)]  # the worker deleted them
         return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok", message=message,
-                          deleted=gone)
+                          deleted=tuple(f.name for f in gone), deleted_bytes=sum(f.size for f in gone))
 
     def _watch_deadlines(self, in_flight, started, overdue, timeout: float, pool) -> None:
         """Kill the pool when a task overruns its stems' timeouts by far and its worker did not stop."""
@@ -453,11 +636,14 @@ class _Run:
         results = [self.results.get(s.stem) or self._unfinished(s, interrupted) for s in self.plan.stems]
         notes = list(self.notes)
         if self.restarts:
-            notes.append(f"a worker process died ({self.restarts} time(s)); its unfinished stems were "
-                         "run again in a fresh pool")
+            notes.append(f"a worker process died; the pool was restarted {self.restarts} time(s) (at most "
+                         f"{MAX_RESTARTS}) and the stems its workers were running were run again")
         if interrupted:
             notes.append(interrupted)
-        rep = Report(tuple(results), seconds, self.workers, executor_name, source=self.plan.source,
+        workers = self.workers
+        if self.fell_back and not self.ran_in_pool:  # no worker ran a stem: say what ran them
+            workers, executor_name = 1, "in-process"
+        rep = Report(tuple(results), seconds, workers, executor_name, source=self.plan.source,
                      output=self.plan.output, unmatched=self.plan.unmatched,
                      empty_stems=self.plan.empty_stems, contested=self.plan.contested,
                      ignored=self.plan.ignored, notes=tuple(notes))
@@ -539,10 +725,15 @@ def run_plan(
         plan.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SourceError(f"cannot create output folder {plan.output}: {e.strerror}", path=plan.output) from e
+    limited = _limit_workers(n) if executor is None and n > 1 else None
+    if limited:
+        n = limited
     bar = _Progress(progress, plan.total_bytes, len(plan.stems))
     run = _Run(plan, n, bar, cancel)
+    if limited:
+        run.notes.append(f"workers lowered to {n} by the process limits")
     if executor is None:  # CPUs the stems leave idle compress blocks of big members in parallel
-        budget = available_cpus() if workers == "auto" else int(workers)
+        budget = n if limited else available_cpus() if workers == "auto" else int(workers)
         run.options = replace(run.options, threads=max(1, budget // max(1, min(n, len(todo)))))
     run.record([StemResult(s.stem, s.archive, s.names, s.bytes, 0, 0.0, "skipped", message=s.reason)
                 for s in plan.to_skip])
@@ -576,7 +767,7 @@ def run_plan(
             interrupted = "cancelled before it finished"
         run.notes.extend(getattr(executor, "notes", ()))  # e.g. Dask: workers that died
         rep = run.report(time.perf_counter() - t0, name, save_error_reports, interrupted)
-        log.info("zipkit: %s", rep.summary_line())
+        log.info("%s", rep.summary_line())
     if signum is not None:
         error = RunInterrupted(rep, signum)
         end_like_signal_if_uncaught(error, signum)

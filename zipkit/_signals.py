@@ -70,7 +70,7 @@ class _Handler:
             return
         self.more += 1
         if self.more == 1:
-            log.warning("zipkit: %s: still stopping (workers, temp files); send it again to quit at once",
+            log.warning("%s: still stopping (workers, temp files); send it again to quit at once",
                         signal_name(signum))
             return
         signal.signal(signum, signal.SIG_DFL)
@@ -130,7 +130,7 @@ def _stop_background(signum: int, frame: object) -> None:
     runs = [(c, t) for c, t in _background if t.is_alive()]
     _background.clear()
     if runs:
-        log.warning("zipkit: %s: cancelling %d run(s) before exiting", signal_name(signum), len(runs))
+        log.warning("%s: cancelling %d run(s) before exiting", signal_name(signum), len(runs))
     for cancel, _ in runs:
         cancel.set()
     end = time.monotonic() + BACKGROUND_WAIT

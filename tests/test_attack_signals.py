@@ -151,23 +151,23 @@ def _blocked_writing(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux /proc")
 def test_sigterm_while_the_report_is_printed_into_a_stalled_pipe_exits_143(tmp_path: Path) -> None:
-    """The run is over and the CLI is writing its per-stem lines into a pipe nobody reads (a
+    """The run is over and the CLI is writing its report table into a pipe nobody reads (a
     pager left open, a stuck log shipper). SIGTERM once left the process blocked there for good:
     the run's clean-up had set the shared handler to record signals, and nothing set it back."""
     import threading
 
     src, out = tmp_path / "src", tmp_path / "out"
     out.mkdir()
-    for i in range(3000):  # every stem fails (a non-zip STEM.zip): one stderr line each, after the run
+    for i in range(3000):  # every stem fails (a non-zip STEM.zip); --all: a table row each, after the run
         write(src / f"s{i:04}.dat", b"x")
         (out / f"s{i:04}.zip").write_text("not a zip")
-    proc = subprocess.Popen(zipkit_cmd(src, "--ext", "dat", "-o", out, "-j", "2", "--no-progress"),
+    proc = subprocess.Popen(zipkit_cmd(src, "--ext", "dat", "-o", out, "-j", "2", "--no-progress", "--all"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
                             start_new_session=True, preexec_fn=default_signals)
     reading = threading.Event()
     reading.set()
 
-    def drain() -> None:  # read stderr while the run runs (its warnings), then stall
+    def drain() -> None:  # read stderr while the run runs (its warnings); stdout is never read
         while reading.is_set() and os.read(proc.stderr.fileno(), 1 << 16):
             pass
 

@@ -61,6 +61,17 @@ _local = threading.local()  # the run id whose task this thread is running (see 
 _busy: dict[str, int] = {}  # run id → its tasks in this process deleting sources right now
 _idle = threading.Condition(_lock)
 _live_marks: set[int] = set()  # descriptors of this process's held live marks
+_run_alive: list = []  # a pool worker's check that its run's process is still its parent
+
+
+def watch_run(alive) -> None:
+    """In a pool worker: ``alive()`` says whether the run's process lives; once it is false, the
+    gates refuse new temp files and deletions, even though the dead run's live mark is still there."""
+    _run_alive[:] = [alive]
+
+
+def _run_lives() -> bool:
+    return all(alive() for alive in _run_alive)
 
 
 def _drop_inherited_marks() -> None:
@@ -163,7 +174,7 @@ def temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
     try:
         if fcntl is not None:
             _flock(gate, fcntl.LOCK_SH)  # waits while the run's process is removing its temp folders
-        if os.fstat(gate).st_nlink == 0:
+        if os.fstat(gate).st_nlink == 0 or not _run_lives():
             raise RunClosed(f"run {run_id} was stopped before this stem began; nothing written")
         return _create(folder, run_id)
     finally:
@@ -202,7 +213,7 @@ def deleting(folder: Path, run_id: str) -> Iterator[bool]:
     try:
         if fcntl is not None:
             _flock(gate, fcntl.LOCK_SH)
-        yield os.fstat(gate).st_nlink > 0
+        yield os.fstat(gate).st_nlink > 0 and _run_lives()
     finally:
         os.close(gate)
 

@@ -118,17 +118,21 @@ def test_stems_that_differ_only_by_case_are_refused_before_any_work(
         plan(src, exts, out)
 
 
-def test_stems_that_differ_only_by_unicode_normalisation_are_refused(tmp_path: Path,
-                                                                     casefold_dir: Path) -> None:
-    src, out = tmp_path / "src", casefold_dir / "out"
+@pytest.mark.parametrize("sources_there", [False, True])
+def test_stems_that_differ_only_by_unicode_normalisation_are_refused(
+        tmp_path: Path, casefold_dir: Path, sources_there: bool) -> None:
+    src, out = (casefold_dir if sources_there else tmp_path) / "src", casefold_dir / "out"
     write(src / f"{NFC}.dat", b"composed\n")
-    write(src / f"{NFD}.dat", b"decomposed\n")
+    write(src / f"{NFD}.{'log' if sources_there else 'dat'}", b"decomposed\n")
     snap = snapshot(src)
-    r = _cli(src, "--ext", "dat", "-o", out, "--delete-sources")
+    before = _tree(casefold_dir)
+    r = _cli(src, "--ext", "dat", "--ext", "log", "-o", out, "--delete-sources")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert repr(NFC) in r.stderr and repr(NFD) in r.stderr, r.stderr
-    assert os.listdir(casefold_dir) == []  # the output folder was never made
+    assert _tree(casefold_dir) == before  # the output folder was never made
     assert_nothing_lost(snap, out)
+    if sources_there:
+        return
     # the same sources into a folder that tells them apart: two archives
     normal = tmp_path / "normal"
     rep = zip_by_extension(src, "dat", normal, progress=False, workers=1)

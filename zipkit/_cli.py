@@ -296,7 +296,7 @@ def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
             from ._config import load_config
 
             _refuse_direct_options(argv, parser)
-            cfg = load_config(args.source, args.override)
+            cfg = load_config(args.source, args.override, require_folders=not args.print_config)
             if args.print_config:
                 _say(cfg.describe())
                 return cfg, EXIT_OK

@@ -24,6 +24,7 @@ from ._plan import Compression, MatchMode, Overwrite, Plan, StemPlan, plan, plan
 from ._pool import mp_context as _mp_context
 from ._report import Report, StemResult, check_error_report_path
 from ._signals import Stopped, end_like_signal_if_uncaught, signal_name, stop_on_signals
+from ._table import format_bytes
 from ._tempfiles import RunTemps
 from ._tempfiles import remove_temps as _cleanup_temps  # noqa: F401 - _dask imports it from here
 
@@ -49,6 +50,7 @@ class ProgressEvent:
     stems_total: int
     failed: int
     result: StemResult | None = None
+    stem: str | None = None  #: the stem whose bytes were just read (None when a stem ends)
 
 
 class Cancelled(BaseException):
@@ -93,8 +95,17 @@ class _Progress:
             class _Bar(tqdm):  # no monitor thread: a later pool could then still fork
                 monitor_interval = 0
 
-            self.bar = _Bar(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                            desc="zipkit", smoothing=0.1, dynamic_ncols=True)
+                @property
+                def format_dict(self) -> dict[str, Any]:  # sizes in binary units, as the report
+                    d = super().format_dict
+                    rate = d["rate"] or (d["n"] / d["elapsed"] if d["elapsed"] and d["n"] else None)
+                    d.update(size_done=format_bytes(d["n"]), size_total=format_bytes(d["total"] or 0),
+                             size_rate=f"{format_bytes(rate)}/s" if rate else "?/s")
+                    return d
+
+            self.bar = _Bar(total=total, unit="B", desc="zipkit", smoothing=0.1, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {size_done}/{size_total} "
+                                       "[{elapsed}<{remaining}, {size_rate}{postfix}]")
             self._postfix()
 
     def _postfix(self) -> None:
@@ -104,10 +115,10 @@ class _Progress:
                 fix["failed"] = str(self.failed)
             self.bar.set_postfix(fix, refresh=False)
 
-    def _emit(self, result: StemResult | None = None) -> None:
+    def _emit(self, result: StemResult | None = None, stem: str | None = None) -> None:
         if self.callback is not None:
             self.callback(ProgressEvent(self.done, self.total, self.stems_done, self.stems_total,
-                                        self.failed, result))
+                                        self.failed, result, stem))
 
     def add(self, stem: str, n: int) -> None:
         """``n`` more bytes of ``stem`` were read."""
@@ -115,7 +126,7 @@ class _Progress:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
-        self._emit()
+        self._emit(stem=stem)
 
     def forget(self, stem: str) -> None:
         """``stem`` will run again: take back the bytes it had reported."""

@@ -459,9 +459,16 @@ def plan_reads(p: Plan, also: Path) -> dict[str, str]:
     real = _RealPaths()
     names = {os.path.basename(os.path.realpath(also)), also.name}
     reads = _reads(p.stems, p.inputs, real, names)
+    there = Path(os.path.realpath(also))
+    folded = {name_key(n, True, True) for n in names}
     for sp in p.stems:
         if sp.archive.name in names:
             reads.setdefault(real(sp.archive), f"the archive of stem {sp.stem!r}")
+        elif (name_key(sp.archive.name, True, True) in folded  # RUN1.ZIP for run1.zip: one file?
+              and os.path.realpath(sp.archive.parent) == str(there.parent)
+              and _folds(there.parent, sp.archive.name, there.name)):
+            reads.setdefault(str(there), f"the archive of stem {sp.stem!r} ({sp.archive.name}) "
+                                         "on a file system that ignores case or normalisation")
     try:  # an existing file there may be one of them under another name (a hard link)
         st = os.stat(also)
     except OSError:
@@ -474,8 +481,11 @@ def plan_reads(p: Plan, also: Path) -> dict[str, str]:
                 ids.setdefault((there.st_dev, there.st_ino), f"the archive of stem {sp.stem!r}")
     what = ids.get((st.st_dev, st.st_ino))
     if what is not None:
-        reads.setdefault(os.path.realpath(also), f"{what} under another name (a link)")
+        reads.setdefault(os.path.realpath(also), f"{what} under another name ({_ANOTHER_NAME})")
     return reads
+
+
+_ANOTHER_NAME = "a link, or a spelling that this file system takes for it"
 
 
 def _identities(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> dict[tuple[int, int], str]:
@@ -510,7 +520,7 @@ def _refuse_same_files(stem_plans: Sequence[StemPlan], others: Sequence[Path], o
     hard link or a symlink to a source, marker or the config, or (on a file system that folds
     case) ``A.ZIP`` read as a source where ``A.zip`` is written. Only archives whose name is in
     the output folder (folded) are looked at: one ``stat`` each."""
-    present = {name_key(n, True, True) for n in out_names if n[-4:].lower() == ".zip"}
+    present = _zip_keys(out_names)
     suspects = [sp for sp in stem_plans if sp.action != "create"
                 or name_key(sp.archive.name, True, True) in present]
     if not suspects:
@@ -524,7 +534,20 @@ def _refuse_same_files(stem_plans: Sequence[StemPlan], others: Sequence[Path], o
         what = ids.get((st.st_dev, st.st_ino))
         if what is not None:
             raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what} under another "
-                             "name (a link): an input is never an output; choose another output folder")
+                             f"name ({_ANOTHER_NAME}): an input is never an output; choose another "
+                             "output folder")
+
+
+def _zip_keys(out_names: Iterable[str]) -> set[str]:
+    """The ``*.zip`` names in the output folder, folded as :func:`name_key` folds them."""
+    return {name_key(n, True, True) for n in out_names if n[-4:].lower() == ".zip"}
+
+
+def _archive_exists(archive: Path, out_names: set[str], zip_keys: set[str]) -> bool:
+    """Whether ``archive`` is there: by name in the listing, or (on a file system that folds
+    case or normalisation, e.g. ``RUN1.zip`` for stem ``run1``) by a ``lstat`` of that name."""
+    return archive.name in out_names or (name_key(archive.name, True, True) in zip_keys
+                                         and os.path.lexists(archive))
 
 
 def name_key(name: str, fold_case: bool, fold_normalization: bool) -> str:
@@ -792,6 +815,7 @@ def plan(
                     keep.setdefault(s, set()).add(f.name)
 
     stem_plans = []
+    zip_keys = _zip_keys(out_names)
     for stem in sorted(groups):
         try:
             _check_stem(stem)
@@ -802,7 +826,8 @@ def plan(
         files = tuple(sorted(groups[stem], key=lambda f: f.name))
         archive = out / f"{stem}.zip"
         action, reason, kept_names, dropped = _archive_action(
-            archive, files, archive.name in out_names, overwrite, check_crc=options.verify)
+            archive, files, _archive_exists(archive, out_names, zip_keys), overwrite,
+            check_crc=options.verify)
         stem_plans.append(StemPlan(stem, files, archive, action, reason, frozenset(keep.get(stem, ())),
                                    kept_names, dropped))
     # Inputs are never outputs, and no two stems may write one file: refused before any work.

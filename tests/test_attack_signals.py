@@ -278,11 +278,11 @@ def test_a_scripts_own_sigterm_handler_is_kept_and_called(tmp_path: Path) -> Non
 
 
 def test_timeout_s_kill_then_the_next_run_leaves_nothing_behind(tmp_path: Path) -> None:
-    """``timeout -s KILL 2 zipkit …`` kills the whole group mid-run; the next run into the same
+    """``timeout -s KILL 1 zipkit …`` kills the whole group mid-run; the next run into the same
     folder removes what the killed one left and completes, nothing lost."""
     src, out = tmp_path / "src", tmp_path / "out"
-    snap = _stems(src, 8, 3 << 20)
-    r = subprocess.run(["timeout", "-s", "KILL", "2", *_pooled_cli(src, out)], capture_output=True, text=True,
+    snap = _stems(src, 16, 3 << 20)  # 48 MiB of bzip2 on 2 workers: several seconds, never 1
+    r = subprocess.run(["timeout", "-s", "KILL", "1", *_pooled_cli(src, out)], capture_output=True, text=True,
                        env=subprocess_env(), timeout=60, preexec_fn=default_signals)
     assert r.returncode in (137, -9), "the run ended before timeout killed it: nothing tested"
     r = subprocess.run(_pooled_cli(src, out), capture_output=True, text=True, env=subprocess_env(),

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 from . import _options as opt
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
@@ -31,6 +31,16 @@ log = logging.getLogger("zipkit")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one readable line, no usage dump
         self.exit(EXIT_USAGE, f"zipkit: error: {message} (see zipkit --help)\n")
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        """--help, --version and usage text; a closed or broken stream is not an error (what
+        Python 3.11's argparse does itself, and 3.10's does not)."""
+        if message:
+            stream = file if file is not None else sys.stderr
+            try:
+                stream.write(message)
+            except (AttributeError, OSError, ValueError):
+                _stream_gone(stream)
 
 
 # --------------------------------------------------------------------------- output streams

@@ -253,6 +253,7 @@ def test_worker_log_records_reach_the_parent(tmp_path, caplog):
     assert repr(rep).startswith("<zipkit.Report: 3 ok") and repr(p).startswith("<zipkit.Plan ")
 
 
+@pytest.mark.caller_forks  # its pool forks (the default start method here), as its caller chose
 def test_a_given_process_pool_that_breaks_is_finished_in_process(tmp_path):
     """DESIGN: a broken pool does not end the run; a given executor is not ours to replace."""
     from concurrent.futures import ProcessPoolExecutor

@@ -7,6 +7,7 @@ Each measured time to exit is printed (``pytest -s`` shows them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -392,6 +393,7 @@ def test_a_sigint_test_passes_when_the_suite_was_started_with_sigint_ignored(tmp
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
 
 
+@pytest.mark.caller_forks  # the [fork] pool is the test's, started while other tests' threads may linger
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_cancel_with_a_given_process_pool_leaves_no_temp_folder(tmp_path: Path, method: str) -> None:
     """Tasks still queued or running in the caller's process pool after a cancel go on after the
@@ -421,3 +423,42 @@ def test_cancel_with_a_given_process_pool_leaves_no_temp_folder(tmp_path: Path, 
     gone = {p.stem for p in snap if not p.exists()}
     reported = {r.stem for r in rep.ok}
     assert gone <= reported, f"sources deleted by tasks that ran after the run had stopped: {gone - reported}"
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(mask & (1 << (signum - 1)))
+
+
+@pytest.mark.caller_forks
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+def test_a_callers_fork_pool_started_during_a_run_does_not_inherit_the_stop_handler(tmp_path):
+    """A caller's fork-context pool starts its workers at the first task, inside the run, while
+    zipkit's SIGTERM handler is installed. Its workers must get the handler the caller had:
+    concurrent.futures stops a broken pool's workers with SIGTERM, and a worker that turned it
+    into an exception it never reached (stuck in a lock) made the caller's shutdown hang."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import psutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"s{i}.dat").write_bytes(os.urandom(1 << 16))
+    seen: dict[int, bool] = {}
+
+    def look(ev):
+        for child in psutil.Process().children():
+            if child.pid not in seen and child.is_running():
+                with contextlib.suppress(OSError, psutil.Error, StopIteration):
+                    seen[child.pid] = _catches(child.pid, signal.SIGTERM)
+
+    assert not _catches(os.getpid(), signal.SIGTERM)  # the caller's own: the default
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as ex:
+        rep = zipkit.zip_by_extension(src, "dat", tmp_path / "out", executor=ex, progress=look)
+        assert _catches(os.getpid(), signal.SIGTERM) is False  # given back after the run
+    assert len(rep.ok) == 6
+    assert seen and not any(seen.values()), seen

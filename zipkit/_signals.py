@@ -110,6 +110,7 @@ def stop_on_signals(*, exiting: bool = False) -> Iterator[_Handler]:
     for sig, old in current.items():
         if _ours_to_take(old) and old is not handler:
             replaced[sig] = old
+            _before.setdefault(sig, old)
             signal.signal(sig, handler)
     try:
         yield handler
@@ -118,9 +119,30 @@ def stop_on_signals(*, exiting: bool = False) -> Iterator[_Handler]:
                  if exiting and outer is None and handler.first is not None else None)
         for sig, old in replaced.items():
             signal.signal(sig, after or old)
+            if outer is None:
+                _before.pop(sig, None)
         # an inner block's clean-up is over: the outer one (the CLI printing the report) stops
         # on the next signal again, instead of writing on into a reader that stalled
         handler.deferred = deferred
+
+
+# The handlers zipkit's stop handler replaced, while it is installed. A process forked
+# meanwhile (a caller's fork-context pool starting its workers during a run, a forkserver)
+# gets them back: it is not the run, and zipkit's handler would turn SIGTERM, which
+# concurrent.futures uses to stop a broken pool's workers, into an exception its worker may
+# never see (a worker stuck in a lock would then never end).
+_before: dict[int, object] = {}
+
+
+def _restore_in_child() -> None:
+    for sig, old in list(_before.items()):
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            signal.signal(sig, old)  # type: ignore[arg-type]
+    _before.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restore_in_child)
 
 
 _background: list[tuple[threading.Event, threading.Thread]] = []

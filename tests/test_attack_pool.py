@@ -308,7 +308,6 @@ def test_one_worker_or_one_stem_starts_no_pool_and_says_nothing(tmp_path: Path, 
     assert [r.getMessage() for r in caplog.records] == []
 
 
-@pytest.mark.slow
 def test_5000_tiny_stems_under_repeated_kills(tmp_path: Path, caplog) -> None:
     """A worker is killed every 150 results: at most MAX_RESTARTS fresh pools, then the rest
     here; every stem is zipped or (died twice) kept; the run ends in bounded time."""

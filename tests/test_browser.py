@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 BIG_STEMS, BIG_MB = 6, 24  # bzip2 -9 reads ~8 MB/s per core: tens of seconds of work for 2 cores
 KERNEL_READY_S = 90
+VIEWPORT = {"width": 1280, "height": 800}  # issue 16: everything that matters on screen at this size
 
 
 def _free_port() -> int:
@@ -122,7 +123,7 @@ def browser():
 def page(served, browser):
     """A fresh page (so a fresh kernel) on the served form, once the form is drawn."""
     url = served[0]
-    ctx = browser.new_context()
+    ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     pg = ctx.new_page()
     pg.set_default_timeout(30_000)
     pg.goto(url, timeout=KERNEL_READY_S * 1000)
@@ -148,6 +149,20 @@ def pick(page, css: str, *exts: str) -> None:
         opt.first.wait_for(state="attached")
         values.append(opt.first.get_attribute("value"))
     page.locator(f"{css} select").select_option(value=values)
+
+
+def unfold(page, css: str, index: int = 0) -> None:
+    """Open section ``index`` of the accordion ``css`` (marker filters, archive options) if folded."""
+    section = page.locator(f"{css} .jupyter-widget-Collapse").nth(index)
+    if "lm-mod-hidden" in (section.locator(".jupyter-widget-Collapse-contents").get_attribute("class") or ""):
+        section.locator(".jupyter-widget-Collapse-header").click()
+    expect_visible(section.locator(".jupyter-widget-Collapse-contents"))
+
+
+def expect_visible(locator) -> None:
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible()
 
 
 def status(page) -> str:
@@ -234,7 +249,7 @@ def _kernels(voila: int) -> set[int]:
             if "ipykernel" in " ".join(p.cmdline())}
 
 
-def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served):
+def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served, tmp_path):
     from playwright.sync_api import expect
 
     _, root, voila = served
@@ -243,6 +258,7 @@ def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served):
     pick(page, ".zipkit-extensions", "dat")
     page.locator(".zipkit-stem-mode input[type=radio]").nth(0).check()
     fill(page, ".zipkit-output", str(out))
+    unfold(page, ".zipkit-options")
     page.locator(".zipkit-compression select").select_option("bzip2")
     # bzip2 has no level 0: once it is gone the level choices are bzip2's (they sync by index)
     expect(page.locator(".zipkit-level option", has_text=re.compile(r"^0$"))).to_have_count(0)
@@ -255,6 +271,15 @@ def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served):
     wait_status(page, r"zipping: \d+/6 stems, [1-9][\d.]* [KM]iB of", timeout=60)
     expect(page.locator(".zipkit-zip")).to_be_disabled()
     expect(page.locator(".zipkit-cancel")).to_be_enabled()
+    # Inputs are locked; the bar has rate, elapsed and ETA; the stems at work are shown.
+    for css in (".zipkit-source input", ".zipkit-extensions select", ".zipkit-output input",
+                ".zipkit-compression select", ".zipkit-source-browse select"):
+        expect(page.locator(css)).to_be_disabled()
+    expect(page.locator(".zipkit-progress-text")).to_have_text(
+        re.compile(r"[\d.]+ [KM]iB/s, elapsed \d\d:\d\d, ETA (\d\d:\d\d|\?)"))
+    expect(page.locator(".zipkit-stems .zipkit-stem-zipping").first).to_be_visible(timeout=30_000)
+    expect(page.locator(".zipkit-stems .zipkit-stem-queued").first).to_be_visible()
+    page.screenshot(path=tmp_path / "running.png")
     assert _pool_workers(kernels), "expected worker processes under the kernel"
     t0 = time.monotonic()
     page.locator(".zipkit-cancel").click()
@@ -262,6 +287,7 @@ def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served):
     stopped = time.monotonic() - t0
     assert stopped < 5, f"cancel took {stopped:.1f} s"
     assert re.search(r"\d+ cancelled of 6 stem", text), text
+    assert "press Zip again" in text
 
     # Workers are gone within a few seconds; nothing half-written is left.
     deadline = time.monotonic() + 5
@@ -274,6 +300,7 @@ def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served):
     assert report.locator("tbody tr.zipkit-cancelled").count() >= 1
     names = sorted(p.name for p in out.iterdir())
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".zipkit-")], names
+    assert not [n for n in names if n.startswith("zipkit-errors-")], names  # nothing failed
     zips = [n for n in names if n.endswith(".zip")]
     assert len(zips) == ok_rows  # only the stems that finished have an archive
     for name in zips:
@@ -285,3 +312,143 @@ def test_cancel_stops_quickly_and_leaves_nothing_half_written(page, served):
     assert sorted(p.name for p in out.iterdir()) == names
     expect(page.locator(".zipkit-zip")).to_be_enabled()
     expect(page.locator(".zipkit-cancel")).to_be_disabled()
+    expect(page.locator(".zipkit-source input")).to_be_enabled()
+    page.screenshot(path=tmp_path / "cancelled.png", full_page=True)
+
+
+def in_view(page, locator) -> bool:
+    """The element is drawn wholly inside the 1280×800 viewport, with no scrolling."""
+    box = locator.bounding_box()
+    scroll = page.evaluate("[window.scrollX, window.scrollY]")
+    return (box is not None and scroll == [0, 0] and box["width"] > 0 and box["x"] >= 0
+            and box["y"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"]
+            and box["y"] + box["height"] <= VIEWPORT["height"])
+
+
+def test_actions_and_every_error_are_on_screen_at_1280x800(page, served, tmp_path):
+    from playwright.sync_api import expect
+
+    root = served[1]
+    page.screenshot(path=tmp_path / "first-load.png")
+    for css in (".zipkit-preview", ".zipkit-zip", ".zipkit-cancel", ".zipkit-status", ".zipkit-source",
+                ".zipkit-extensions", ".zipkit-output"):
+        assert in_view(page, page.locator(css)), f"{css} is not on screen at first load"
+
+    # Three fields at fault at once: each is marked, its message beside it, all on screen.
+    fill(page, ".zipkit-source", "/etc")
+    page.locator(".zipkit-marker-extensions select").select_option([])
+    unfold(page, ".zipkit-filters")
+    fill(page, ".zipkit-regex", "(unclosed")
+    page.locator(".zipkit-filters .jupyter-widget-Collapse-header").click()  # fold it again
+    page.locator(".zipkit-preview").click()
+    wait_status(page, r"^error: ")
+    expect(page.locator(".zipkit-regex-error")).to_be_visible()  # the filters unfolded themselves
+    for name, words in (("source", "outside the folder this form may use"),
+                        ("marker-extensions", "pick at least one marker extension"),
+                        ("regex", "stem regex")):
+        expect(page.locator(f".zipkit-{name}.zipkit-invalid")).to_have_count(1)
+        message = page.locator(f".zipkit-{name}-error")
+        expect(message).to_contain_text(words)
+        assert in_view(page, message), f"the {name} message is off screen"
+    assert in_view(page, page.locator(".zipkit-status"))
+    assert in_view(page, page.locator(".zipkit-preview"))
+    page.screenshot(path=tmp_path / "errors.png")
+
+    # Fixed fields lose their marks and messages.
+    fill(page, ".zipkit-source", str(root / "demo" / "output" / "csv"))
+    expect(page.locator(".zipkit-source.zipkit-invalid")).to_have_count(0)
+    expect(page.locator(".zipkit-source-error")).to_be_hidden()
+    fill(page, ".zipkit-regex", "deg$")
+    expect(page.locator(".zipkit-regex.zipkit-invalid")).to_have_count(0)
+    pick(page, ".zipkit-marker-extensions", "yml")
+    expect(page.locator(".zipkit-field-error:visible")).to_have_count(0)
+
+    # A preview's table goes when an input changes: it no longer describes the form.
+    page.locator(".zipkit-preview").click()
+    expect(page.locator(".zipkit-result .zipkit-plan-table")).to_be_visible()
+    page.screenshot(path=tmp_path / "preview.png", full_page=True)
+    fill(page, ".zipkit-output", "elsewhere")
+    expect(page.locator(".zipkit-result .zipkit-plan-table")).to_have_count(0)
+
+    # The YAML field's message shows beside it too, on screen (the YAML section is beside the actions).
+    unfold(page, ".zipkit-yaml")
+    fill(page, ".zipkit-config-path", "job.txt")
+    page.locator(".zipkit-save-yaml").click()
+    message = page.locator(".zipkit-config-path-error")
+    expect(message).to_contain_text("must end in .yml or .yaml")
+    assert in_view(page, message) and in_view(page, page.locator(".zipkit-status"))
+    page.screenshot(path=tmp_path / "yaml-error.png")
+
+
+def test_the_level_is_never_blank_after_quick_compression_changes(page):
+    from playwright.sync_api import expect
+
+    unfold(page, ".zipkit-options")
+    level = page.locator(".zipkit-level select")
+    level.select_option("9")
+    compression = page.locator(".zipkit-compression select")
+    for name in ("bzip2", "stored", "lzma", "deflate", "bzip2", "stored", "deflate", "lzma"):
+        compression.select_option(name)  # no waiting: messages cross on the way
+    time.sleep(1.5)
+    expect(compression).to_have_value("lzma")
+    assert level.evaluate("s => s.selectedIndex") >= 0
+    shown = level.evaluate("s => s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : ''")
+    assert shown in ("default", "9"), shown  # lzma offers 9; never blank
+    assert [o.strip() for o in level.locator("option").all_inner_texts()] == ["default", *map(str, range(10))]
+
+
+def test_the_folder_picker_stays_inside_the_root(page, served):
+    root = served[1]
+    picker = page.locator(".zipkit-source-browse select")
+    fill(page, ".zipkit-source", str(root))
+    labels = lambda: [t.strip() for t in picker.locator("option").all_inner_texts()]  # noqa: E731
+    deadline = time.monotonic() + 10
+    while "demo/" not in labels() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ".." not in labels() and "demo/" in labels(), labels()
+    picker.select_option(label="demo/")
+    page.wait_for_function("() => document.querySelector('.zipkit-source input').value.endsWith('/demo')")
+    picker.select_option(label="output/")
+    picker.select_option(label="csv/")
+    page.locator(".zipkit-extensions option", has_text=re.compile(r"^csv\s+—\s+\d+\s+files")).wait_for()
+    assert page.locator(".zipkit-source input").input_value() == str(root / "demo" / "output" / "csv")
+
+
+def test_delete_sources_asks_downloads_and_says_what_it_deleted(page, served, tmp_path):
+    from playwright.sync_api import expect
+
+    root = served[1]
+    csv = root / "demo" / "output" / "csv"
+    out = root / "zips-deleting"
+    fill(page, ".zipkit-output", str(out))
+    unfold(page, ".zipkit-options")
+    page.locator(".zipkit-delete-sources input").check()
+    page.locator(".zipkit-zip").click()
+    confirm = page.locator(".zipkit-confirm-delete")
+    expect(confirm).to_be_visible()
+    for css in (".zipkit-confirm-delete", ".zipkit-keep-sources"):  # labels not cut off
+        clipped = page.locator(css).evaluate("b => b.scrollWidth > b.clientWidth")
+        assert not clipped, f"{css}: its label is cut off"
+        assert in_view(page, page.locator(css))
+    page.screenshot(path=tmp_path / "confirm.png")
+    n = len([p for p in csv.iterdir() if p.name != "campaign_summary.csv"])
+    confirm.click()
+    text = wait_status(page, r"^done", timeout=60)
+    assert re.search(rf"{n} source file\(s\) deleted \([\d.]+ [KM]iB\)$", text), text
+    said = re.compile(rf"{n} source file\(s\) deleted \([\d.]+ [KM]iB\)")
+    expect(page.locator(".zipkit-result .zipkit-deleted")).to_contain_text(said)  # the report says it
+    # The extension list no longer counts the deleted files.
+    page.locator(".zipkit-extensions option", has_text=re.compile(r"^csv\s+—\s+1\s+file,")).wait_for()
+    assert [p.name for p in csv.iterdir()] == ["campaign_summary.csv"]
+
+    # The archives can be had from the browser: a download, byte for byte the archive.
+    link = page.locator(".zipkit-downloads a.zipkit-download").first
+    name = link.inner_text()
+    with page.expect_download() as info:
+        link.click()
+    got = tmp_path / "downloaded.zip"
+    info.value.save_as(got)
+    assert got.read_bytes() == (out / name).read_bytes()
+    with zipfile.ZipFile(got) as zf:
+        assert zf.testzip() is None and len(zf.namelist()) == 4
+    page.screenshot(path=tmp_path / "deleted.png", full_page=True)

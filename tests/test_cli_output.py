@@ -128,3 +128,19 @@ def test_a_config_run_accepts_all(tmp_path, what):
                    f"file_management:\n  output_directory: {tmp_path / 'out'}\n")
     r = zk(cfg, "--all", what)
     assert r.returncode == 0, r.stderr
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_print_config_works_on_the_shipped_example_whose_folders_are_elsewhere():
+    """``--print-config`` shows what a config would do; a folder that does not exist here is
+    said, not an error (a run of the same config still stops with exit 2 before any work)."""
+    example = REPO / "examples" / "configs" / "basic_config.yml"
+    shown = zk(example, "--print-config")
+    assert shown.returncode == 0, shown.stderr
+    assert "analysis.input_directory: folder does not exist" in shown.stdout
+    assert "(does not exist)" in shown.stdout and "zipkit.plan(" in shown.stdout
+    ran = zk(example, "--no-progress")
+    assert ran.returncode == 2 and "folder does not exist" in ran.stderr
+    assert "Traceback" not in ran.stderr + shown.stderr

@@ -28,7 +28,7 @@ from zipkit._config import MAX_CONFIG_BYTES, MAX_YAML_VALUES, load_config
 
 NAN, INF = float("nan"), float("inf")
 HUGE = 10**400  # an int no float can hold
-SECONDS_MSG = "must be a finite number of seconds > 0 and at most 604800 (1 week)"
+SECONDS_MSG = "must be a finite number of seconds >= 0.001 and at most 604800 (1 week)"
 KIB_MSG = "must be a finite number of KiB >= 0 and at most 9007199254740992"
 WORKERS_MSG = "must be 'auto' or an integer from 1 to 4096"
 EPOCH_MSG = "must be an integer number of seconds since 1970 from 315532800 (1980-01-01) to 4354819199"

@@ -148,7 +148,8 @@ def test_own_stems_preview_and_zip(tmp_path):
 
 def test_missing_folder_and_missing_extension_are_said_not_raised(tmp_path):
     form = ZipForm(source=tmp_path / "nope")
-    assert form.message.startswith("error: cannot list")
+    assert form.message.startswith("error: source folder does not exist: ")
+    assert form.marked() == {"source": form.message.removeprefix("error: ")}  # said beside the field
     form.source.value = str(tmp_path)
     form.preview_button.click()
     assert form.message == "error: pick at least one extension to archive"

@@ -7,19 +7,14 @@ report is printed, the session ends too, with that exit status.
 """
 
 import builtins
-import os
 import sys
 
-from zipkit._cli import run_cli
+from zipkit._cli import exit_now, run_cli
 
-report, exit_code = run_cli()
+_ipython = hasattr(builtins, "get_ipython")
+report, exit_code = run_cli(exiting=not _ipython)
 
-if not hasattr(builtins, "get_ipython"):
+if exit_code in (129, 143) or (exit_code == 130 and not _ipython):
+    exit_now(exit_code)
+if not _ipython:
     sys.exit(exit_code)
-if exit_code in (129, 143):
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(exit_code)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ._errors import ExistingArchiveError, SourceChangedError, StemError, StemTimeout, VerifyError
 from ._members import Stamp, pays, sample_incompressible, stamp
-from ._merge import READ_FLAGS, Existing, carry_member, open_existing
+from ._merge import READ_FLAGS, Existing, carry_member, copy_preamble, open_existing
 from ._plan import ArchiveOptions, SourceFile, StemPlan
 from ._report import StemResult
 from ._tempfiles import deleting as _deleting
@@ -389,7 +389,11 @@ def _write_streaming(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
     read: dict[str, os.stat_result] = {}
     new = [(f.name, f) for f in stem.files]
     carried = [(i.filename, i) for i in merge.carried] if merge is not None else []
+    if merge is not None and merge.preamble:
+        copy_preamble(merge.existing, raw, merge.preamble, options.chunk_size)
     with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression], allowZip64=True) as zf:
+        if merge is not None and merge.comment:
+            zf.comment = merge.comment
         for _, item in sorted(new + carried, key=lambda pair: pair[0]):
             if isinstance(item, SourceFile):
                 read[item.name] = _add_member(zf, item, options, backend, deadline, on_bytes,
@@ -409,6 +413,15 @@ class _Merge:
         self.existing = existing
         self.carried = [] if replace_all else others
         self.dropped = tuple(i.filename for i in others) if replace_all else ()
+        # the archive's own comment (zip -z) and any bytes before its first member (a
+        # self-extractor stub) are kept by a merge, as zip's update keeps them
+        self.comment = b"" if replace_all else existing.zf.comment
+        self.preamble = 0 if replace_all else existing.preamble
+
+    @property
+    def more(self) -> bool:
+        """Whether the new archive holds more than this run's files."""
+        return bool(self.carried or self.comment or self.preamble)
 
 
 # A stem this small is built in memory and written with one call: the same bytes zipfile's
@@ -600,7 +613,8 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             fd, tmp = _temp_file(stem.archive.parent, run_id)
             with open(fd, "wb") as raw:
                 read = None
-                if pool is None and not (merge and merge.carried) and _in_memory(stem, options):
+                whole = not (merge and merge.more) and _in_memory(stem, options)
+                if pool is None and whole:
                     read = _write_in_memory(raw, stem, options, backend, deadline, on_bytes)
                 if read is None:
                     read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool,

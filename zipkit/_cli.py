@@ -14,14 +14,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 from . import _options as opt
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
 from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
 from ._signals import Stopped, exit_code, signal_name, stop_on_signals
 
-__all__ = ["build_parser", "main", "run_cli"]
+__all__ = ["build_parser", "exit_now", "main", "run_cli"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _ROWS = 50  # table rows shown without --all
@@ -31,6 +31,16 @@ log = logging.getLogger("zipkit")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one readable line, no usage dump
         self.exit(EXIT_USAGE, f"zipkit: error: {message} (see zipkit --help)\n")
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        """--help, --version and usage text; a closed or broken stream is not an error (what
+        Python 3.11's argparse does itself, and 3.10's does not)."""
+        if message:
+            stream = file if file is not None else sys.stderr
+            try:
+                stream.write(message)
+            except (AttributeError, OSError, ValueError):
+                _stream_gone(stream)
 
 
 # --------------------------------------------------------------------------- output streams
@@ -177,8 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fixed timestamps (SOURCE_DATE_EPOCH) and permissions")
     a.add_argument("--durable", action="store_true", help="fsync every archive")
     a.add_argument("--timeout", type=opt.SECONDS.argparse_type(), metavar="SECONDS",
-                   help=f"per-stem time limit in seconds (> 0, at most {opt.MAX_TIMEOUT} = 1 week; "
-                   "default: none)")
+                   help=f"per-stem time limit in seconds (at least {opt.MIN_TIMEOUT}, at most "
+                   f"{opt.MAX_TIMEOUT} = 1 week; default: none)")
     r = p.add_argument_group("run")
     r.add_argument("-j", "--workers", type=opt.WORKERS.argparse_type(), default=None,
                    help=f"'auto' (the CPUs this process may use, capped by the stems) or a number from 1 "
@@ -269,15 +279,19 @@ def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser,
 
 
 @_quiet_streams
-def run_cli(argv: Sequence[str] | None = None) -> tuple[Any, int]:
+def run_cli(argv: Sequence[str] | None = None, *, exiting: bool = False) -> tuple[Any, int]:
     """Run the command line; return ``(report or plan or None, exit code)``.
 
     SIGINT, SIGTERM and SIGHUP stop it the same way, whenever they come: exit 130, 143, 129.
+    ``exiting``: the process ends with that code next (``zipkit``, ``python -m zipkit``), so once
+    stopped, a later signal (SIGTERM then Ctrl-C) exits at once with the same code.
     """
-    with stop_on_signals():
+    with stop_on_signals(exiting=exiting):
         try:
             return _run_cli(argv)
         except Stopped as e:  # while the report was printed: the run itself is complete
+            for stream in (sys.stdout, sys.stderr):  # unprinted text would block the exit on a
+                _stream_gone(stream)                 # stalled reader: it goes to /dev/null
             return None, exit_code(e.signum)
 
 
@@ -296,7 +310,7 @@ def _run_cli(argv: Sequence[str] | None) -> tuple[Any, int]:
             from ._config import load_config
 
             _refuse_direct_options(argv, parser)
-            cfg = load_config(args.source, args.override)
+            cfg = load_config(args.source, args.override, require_folders=not args.print_config)
             if args.print_config:
                 _say(cfg.describe())
                 return cfg, EXIT_OK
@@ -358,4 +372,19 @@ def _more_rows_hint(rows: int, shown_all: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point."""
-    return run_cli(argv)[1]
+    code = run_cli(argv, exiting=True)[1]
+    if code in (129, 130, 143):
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a stopped CLI process with ``code`` now, its output flushed: interpreter shutdown
+    (tens of ms) would leave a window where a second signal (SIGTERM, then Ctrl-C) kills it
+    with another status."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)

@@ -531,6 +531,8 @@ class Config:
         Every schema key → ``"config"``, ``"override"`` or ``"default"``.
     override
         The parsed override dict, if any.
+    missing
+        Folder keys whose folder does not exist (only with ``require_folders=False``).
     """
 
     path: Path
@@ -540,6 +542,7 @@ class Config:
     _plan_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
     _run_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
     _output_null: bool = field(default=False, repr=False)
+    missing: tuple[str, ...] = ()
 
     @property
     def plan_kwargs(self) -> dict[str, Any]:
@@ -569,6 +572,8 @@ class Config:
             value = self.settings[s.key]
             note = " (null: results/ beside the config)" \
                 if s.key == "file_management.output_directory" and self._output_null else ""
+            if s.key in self.missing:
+                note += " (does not exist)"
             rows.append((s.key, _one_line(repr(value) if not isinstance(value, str) else value, 100) + note,
                          origin))
         width = max(len(r[0]) for r in rows)
@@ -593,13 +598,17 @@ class Config:
             lines.append("note: a data file belongs to the longest marker stem it starts with, followed by a "
                          "character that is not a letter or digit; the old tool matched stems as substrings "
                          "anywhere in the name (zipkit: {match: contains} restores that).")
+        for key in self.missing:
+            lines.append(f"note: {key}: folder does not exist: {self.settings[key]}; a run would stop "
+                         "here (exit 2)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.describe()
 
 
-def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any] | None = None, *,
+                require_folders: bool = True) -> Config:
     """Read and validate a YAML config (old zip_utilities schema plus a ``zipkit:`` section).
 
     Parameters
@@ -609,6 +618,9 @@ def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any]
     overrides
         A dict, or its text as a Python literal (``"{'analysis': {'input_directory': 'x'}}"``,
         parsed with ``ast.literal_eval``, never ``eval``), deep-merged into the config.
+    require_folders
+        ``False`` (``--print-config``): a missing input folder is listed in ``missing``
+        instead of raising, so the settings can still be shown.
 
     Returns
     -------
@@ -661,15 +673,18 @@ def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any]
         if settings[key] is None:
             raise fail(key, f"missing: {why}")
 
+    missing: list[str] = []
     need("analysis.input_directory", "the folder of the files to zip")
     need("analysis.filename.extension", "the extensions of the files to zip (e.g. [csv])")
     for key in ("analysis.input_directory", "file_management.input_directory"):
         if settings[key] is None:
             continue
         p = _resolve_path(settings[key], base)
-        if not os.path.exists(p):
+        if not os.path.exists(p) and not require_folders:
+            missing.append(key)
+        elif not os.path.exists(p):
             raise fail(key, f"folder does not exist: {p}")
-        if not os.path.isdir(p):
+        elif not os.path.isdir(p):
             raise fail(key, f"not a folder: {p}")
         settings[key] = p
     out_key = "file_management.output_directory"
@@ -752,7 +767,7 @@ def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any]
     unused = [s.key for s in SCHEMA if not s.used and origins[s.key] != "default"]
     if unused:
         log.debug("config %s: accepted, not used: %s", cfg_path, ", ".join(unused))
-    return Config(cfg_path, settings, origins, over, plan_kwargs, run_kwargs, output_null)
+    return Config(cfg_path, settings, origins, over, plan_kwargs, run_kwargs, output_null, tuple(missing))
 
 
 _PLAN_ARGS = ("source", "extensions", "output", "stems_from", "stem_extensions", "stems", "match",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._errors import ExistingArchiveError, StemError
 
-__all__ = ["Existing", "carry_member", "open_existing", "read_existing"]
+__all__ = ["Existing", "carry_member", "copy_preamble", "open_existing", "read_existing", "uncheckable"]
 
 _LOCAL_HEAD = struct.Struct("<4s5H3L2H")  # local file header up to the name
 # read only, never through a symlink; O_NONBLOCK: a FIFO put there must not block open() forever
@@ -48,6 +48,11 @@ class Existing:
     @property
     def members(self) -> list[zipfile.ZipInfo]:
         return self.zf.infolist()
+
+    @property
+    def preamble(self) -> int:
+        """How many bytes come before the first member (a self-extractor stub; usually 0)."""
+        return min([i.header_offset for i in self.members] + [self.zf.start_dir])
 
     def close(self) -> None:
         self.zf.close()
@@ -166,6 +171,31 @@ class _Checker:
             self._take(self.d.flush())
 
 
+def uncheckable(info: zipfile.ZipInfo, path: Path) -> str | None:
+    """Why member ``info`` of the archive at ``path`` cannot be carried over (checked); None if it can."""
+    where = f"member {info.filename!r} of {path}"
+    if info.flag_bits & _ENCRYPTED:
+        return (f"{where} is encrypted: zipkit cannot check it, so it does not merge it; {path} is "
+                "kept as it is")
+    if info.compress_type not in _CHECKABLE:
+        return (f"{where} uses compression method {info.compress_type}, which zipkit cannot check; "
+                f"{path} is kept as it is")
+    return None
+
+
+def copy_preamble(ex: Existing, raw, size: int, chunk: int) -> None:
+    """Copy the first ``size`` bytes of ``ex`` (what comes before its members) to ``raw``."""
+    src = ex.zf.fp
+    assert src is not None
+    src.seek(0)
+    while size:
+        data = src.read(min(chunk, size))
+        if not data:
+            raise ExistingArchiveError(f"{ex.path} is truncated; it is kept as it is", path=ex.path)
+        raw.write(data)
+        size -= len(data)
+
+
 def carry_member(out: zipfile.ZipFile, ex: Existing, info: zipfile.ZipInfo, chunk: int,
                  check: Callable[[], None] | None = None) -> int:
     """Copy member ``info`` of ``ex`` into ``out`` (a ZipFile being written) as its stored bytes.
@@ -174,12 +204,9 @@ def carry_member(out: zipfile.ZipFile, ex: Existing, info: zipfile.ZipInfo, chun
     :class:`ExistingArchiveError` for a member that cannot be checked or does not check.
     """
     where = f"member {info.filename!r} of {ex.path}"
-    if info.flag_bits & _ENCRYPTED:
-        raise ExistingArchiveError(f"{where} is encrypted: zipkit cannot check it, so it does not "
-                                   f"merge it; {ex.path} is kept as it is", path=ex.path)
-    if info.compress_type not in _CHECKABLE:
-        raise ExistingArchiveError(f"{where} uses compression method {info.compress_type}, which "
-                                   f"zipkit cannot check; {ex.path} is kept as it is", path=ex.path)
+    why = uncheckable(info, ex.path)
+    if why is not None:
+        raise ExistingArchiveError(why, path=ex.path)
     src = ex.zf.fp
     assert src is not None and out.fp is not None
     src.seek(info.header_offset)

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_KIB",
     "MAX_TIMEOUT",
     "MAX_WORKERS",
+    "MIN_TIMEOUT",
     "REGEX",
     "SECONDS",
     "WORKERS",
@@ -59,6 +60,7 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_TIMEOUT = 7 * 24 * 3600  #: 604800 s (one week): the longest per-stem ``timeout``
+MIN_TIMEOUT = 0.001  #: 1 ms: the shortest; 1e-300 s once passed and timed out every stem (exit 1)
 MAX_WORKERS = 4096  #: the most worker processes one run may ask for
 MAX_KIB = 2**53  #: the largest size filter, in KiB (2**63 bytes, the largest file size)
 EPOCH_MIN = 315532800  #: 1980-01-01T00:00:00Z, the earliest date a zip entry stores
@@ -186,7 +188,7 @@ class _Number(Kind[float]):
 
 
 #: Seconds: a per-stem ``timeout``.
-SECONDS = _Number("seconds", 0, MAX_TIMEOUT, open_low=True, note=" (1 week)")
+SECONDS = _Number("seconds", MIN_TIMEOUT, MAX_TIMEOUT, open_low=False, note=" (1 week)")
 #: A size in KiB: ``min_size_kb`` / ``max_size_kb``.
 KIB = _Number("KiB", 0, MAX_KIB, open_low=False)
 

@@ -6,6 +6,7 @@ two archive names could be one file on a file system that ignores case.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import logging
@@ -458,10 +459,47 @@ def plan_reads(p: Plan, also: Path) -> dict[str, str]:
     real = _RealPaths()
     names = {os.path.basename(os.path.realpath(also)), also.name}
     reads = _reads(p.stems, p.inputs, real, names)
+    there = Path(os.path.realpath(also))
+    folded = {name_key(n, True, True) for n in names}
     for sp in p.stems:
         if sp.archive.name in names:
             reads.setdefault(real(sp.archive), f"the archive of stem {sp.stem!r}")
+        elif (name_key(sp.archive.name, True, True) in folded  # RUN1.ZIP for run1.zip: one file?
+              and os.path.realpath(sp.archive.parent) == str(there.parent)
+              and _folds(there.parent, sp.archive.name, there.name)):
+            reads.setdefault(str(there), f"the archive of stem {sp.stem!r} ({sp.archive.name}) "
+                                         "on a file system that ignores case or normalisation")
+    try:  # an existing file there may be one of them under another name (a hard link)
+        st = os.stat(also)
+    except OSError:
+        return reads
+    ids = _identities(p.stems, p.inputs)
+    for sp in p.stems:
+        if sp.action != "create":
+            with contextlib.suppress(OSError):
+                there = os.stat(sp.archive)
+                ids.setdefault((there.st_dev, there.st_ino), f"the archive of stem {sp.stem!r}")
+    what = ids.get((st.st_dev, st.st_ino))
+    if what is not None:
+        reads.setdefault(os.path.realpath(also), f"{what} under another name ({_ANOTHER_NAME})")
     return reads
+
+
+_ANOTHER_NAME = "a link, or a spelling that this file system takes for it"
+
+
+def _identities(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> dict[tuple[int, int], str]:
+    """(device, inode) → what it is, for the run's sources and ``others`` (markers, the config)."""
+    ids: dict[tuple[int, int], str] = {}
+    for sp in stem_plans:
+        for f in sp.files:
+            if f.ino:
+                ids.setdefault((f.dev, f.ino), f"a source of stem {sp.stem!r} ({f.path})")
+    for p in others:
+        with contextlib.suppress(OSError):
+            st = os.stat(p)
+            ids.setdefault((st.st_dev, st.st_ino), f"a file this run reads ({p})")
+    return ids
 
 
 def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[Path]) -> None:
@@ -475,6 +513,41 @@ def _refuse_inputs_as_outputs(stem_plans: Sequence[StemPlan], others: Sequence[P
         if what is not None:
             raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what}: an input "
                              "is never an output; choose another output folder or extensions")
+
+
+def _refuse_same_files(stem_plans: Sequence[StemPlan], others: Sequence[Path], out_names: set[str]) -> None:
+    """UsageError when an existing archive is, under another name, a file this run reads: a
+    hard link or a symlink to a source, marker or the config, or (on a file system that folds
+    case) ``A.ZIP`` read as a source where ``A.zip`` is written. Only archives whose name is in
+    the output folder (folded) are looked at: one ``stat`` each."""
+    present = _zip_keys(out_names)
+    suspects = [sp for sp in stem_plans if sp.action != "create"
+                or name_key(sp.archive.name, True, True) in present]
+    if not suspects:
+        return
+    ids = _identities(stem_plans, others)
+    for sp in suspects:
+        try:
+            st = os.stat(sp.archive)
+        except OSError:
+            continue
+        what = ids.get((st.st_dev, st.st_ino))
+        if what is not None:
+            raise UsageError(f"the archive of stem {sp.stem!r}, {sp.archive}, is {what} under another "
+                             f"name ({_ANOTHER_NAME}): an input is never an output; choose another "
+                             "output folder")
+
+
+def _zip_keys(out_names: Iterable[str]) -> set[str]:
+    """The ``*.zip`` names in the output folder, folded as :func:`name_key` folds them."""
+    return {name_key(n, True, True) for n in out_names if n[-4:].lower() == ".zip"}
+
+
+def _archive_exists(archive: Path, out_names: set[str], zip_keys: set[str]) -> bool:
+    """Whether ``archive`` is there: by name in the listing, or (on a file system that folds
+    case or normalisation, e.g. ``RUN1.zip`` for stem ``run1``) by a ``lstat`` of that name."""
+    return archive.name in out_names or (name_key(archive.name, True, True) in zip_keys
+                                         and os.path.lexists(archive))
 
 
 def name_key(name: str, fold_case: bool, fold_normalization: bool) -> str:
@@ -543,7 +616,7 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
     if not exists:
         return "create", "", (), ()
     from ._errors import ExistingArchiveError
-    from ._merge import read_existing
+    from ._merge import read_existing, uncheckable
 
     try:
         got = read_existing(archive)
@@ -558,17 +631,23 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
         return "skip", "archive exists", (), ()
     if overwrite == "replace":
         return "replace", f"replace: {_members_word(len(kept))} dropped", (), kept
+    # a member the merge would carry but cannot check fails the stem: said now, not at run time
+    why = next((w for i in infos if i.filename not in names and (w := uncheckable(i, archive))), None)
     merge = f"merge: {_members_word(len(kept))} kept"
+
+    def merging(reason: str) -> tuple[Action, str, tuple[str, ...], tuple[str, ...]]:
+        return ("fail", why, (), ()) if why else ("merge", reason, kept, ())
+
     if overwrite == "always":
-        return "merge", merge, kept, ()
+        return merging(merge)
     # update: skip only an archive newer than every file of this run that holds all their names
     sizes = {i.filename: i.file_size for i in infos}
     if not names <= set(sizes):
-        return "merge", f"{merge} (new members)", kept, ()
+        return merging(f"{merge} (new members)")
     if any(sizes[f.name] != f.size for f in files):
-        return "merge", f"{merge} (a member's size differs)", kept, ()
+        return merging(f"{merge} (a member's size differs)")
     if any(f.mtime_ns > st.st_mtime_ns for f in files):
-        return "merge", f"{merge} (a member is newer)", kept, ()
+        return merging(f"{merge} (a member is newer)")
     if check_crc:  # verify on: trust no archive unread
         import zipfile
         import zlib
@@ -576,10 +655,11 @@ def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
         try:
             with zipfile.ZipFile(archive) as zf:
                 bad = zf.testzip()
-        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError) as e:
+        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError, RuntimeError,
+                NotImplementedError) as e:  # RuntimeError: encrypted; NotImplementedError: a method
             bad = f"? ({type(e).__name__})"
         if bad is not None:  # rebuilt: this run's files replace it, others are checked as carried
-            return "merge", f"{merge} (existing archive corrupt: bad CRC in {bad})", kept, ()
+            return merging(f"{merge} (existing archive corrupt: bad CRC in {bad})")
     return "skip", "up to date", (), ()
 
 
@@ -735,6 +815,7 @@ def plan(
                     keep.setdefault(s, set()).add(f.name)
 
     stem_plans = []
+    zip_keys = _zip_keys(out_names)
     for stem in sorted(groups):
         try:
             _check_stem(stem)
@@ -745,11 +826,13 @@ def plan(
         files = tuple(sorted(groups[stem], key=lambda f: f.name))
         archive = out / f"{stem}.zip"
         action, reason, kept_names, dropped = _archive_action(
-            archive, files, archive.name in out_names, overwrite, check_crc=options.verify)
+            archive, files, _archive_exists(archive, out_names, zip_keys), overwrite,
+            check_crc=options.verify)
         stem_plans.append(StemPlan(stem, files, archive, action, reason, frozenset(keep.get(stem, ())),
                                    kept_names, dropped))
     # Inputs are never outputs, and no two stems may write one file: refused before any work.
     _refuse_inputs_as_outputs(stem_plans, read_too)
+    _refuse_same_files(stem_plans, read_too, out_names)
     _refuse_colliding_names(out, stem_plans)
 
     empty = tuple(s for s in (wanted or []) if s not in groups)

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from ._table import format_bytes, html_table, text_table
+from ._table import NOTHING, format_bytes, html_table, text_table
 
 __all__ = ["Report", "StemResult", "check_error_report_path"]
 
@@ -209,7 +209,7 @@ class Report:
         """One line of tuning advice when the run was bound by something the user can change."""
         done = [r for r in self.results if r.status == "ok"]
         ran = [r for r in self.results if r.status not in ("skipped", "cancelled")]
-        if not done or self.seconds < ADVICE_AFTER_SECONDS:  # a short run is not worth tuning
+        if not done or self.seconds < ADVICE_AFTER_SECONDS or self.cancelled:  # short or stopped: no tuning
             return None
         compressors = {r.compressor for r in done}
         if len(ran) < self.workers and self.workers > 1:
@@ -264,16 +264,23 @@ class Report:
                 f"({format_bytes(self.throughput)}/s, {self.workers} worker(s), {self.executor})"
                 + (f"; {deleted}" if deleted else ""))
 
+    def _in_table_order(self) -> list[StemResult]:
+        """Failures first (failed, timed out), then the rest in the order of the plan."""
+        return sorted(self.results, key=lambda r: r.status not in ("failed", "timed_out"))
+
     def _rows(self) -> list[list[object]]:
         rows = []
-        for r in self.results:
+        for r in self._in_table_order():
             note = r.message if r.status != "ok" else ("retried" if r.attempts > 1 else "")
             if r.status == "ok" and (r.carried or r.dropped):
                 merged = (f"replace: {len(r.dropped)} member(s) dropped" if r.dropped
                           else f"merge: {r.carried} member(s) kept")
                 note = f"{merged}; {note}" if note else merged
-            rows.append([r.stem, r.status, len(r.files), format_bytes(r.bytes_in),
-                         format_bytes(r.bytes_out), f"{r.seconds:.2f} s", note])
+            ran = r.status not in ("skipped", "cancelled")  # "—" for what did not happen
+            rows.append([r.stem, r.status.replace("_", " "), len(r.files),
+                         format_bytes(r.bytes_in) if ran else NOTHING,
+                         format_bytes(r.bytes_out) if r.status == "ok" else NOTHING,
+                         f"{r.seconds:.2f} s" if ran else NOTHING, note])
         return rows
 
     _HEADERS = ("stem", "status", "files", "in", "out", "time", "note")
@@ -329,11 +336,14 @@ class Report:
             f"<pre>{html.escape(r.traceback)}</pre></details>"
             for r in self.failed
         )
+        line = self.deletion_line()  # what a run deleted is always said, and seen
+        deleted = (f"<p class='zipkit-deleted'><b>{html.escape(line)}</b>, each after its archive was "
+                   "written, fsynced and verified</p>") if line else ""
         return (
             "<div class='zipkit-report'>"
-            f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>"
+            f"<p><b>zipkit report</b>: {html.escape(self.summary_line())}</p>" + deleted
             + html_table(self._HEADERS, self._rows(), css_class="zipkit-report-table",
-                         row_classes=[f"zipkit-{r.status}" for r in self.results])
+                         row_classes=[f"zipkit-{r.status}" for r in self._in_table_order()])
             + (f"<ul>{notes}</ul>" if notes else "") + failures + "</div>"
         )
 

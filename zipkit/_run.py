@@ -24,6 +24,7 @@ from ._plan import Compression, MatchMode, Overwrite, Plan, StemPlan, plan, plan
 from ._pool import mp_context as _mp_context
 from ._report import Report, StemResult, check_error_report_path
 from ._signals import Stopped, end_like_signal_if_uncaught, signal_name, stop_on_signals
+from ._table import format_bytes
 from ._tempfiles import RunTemps
 from ._tempfiles import remove_temps as _cleanup_temps  # noqa: F401 - _dask imports it from here
 
@@ -49,6 +50,7 @@ class ProgressEvent:
     stems_total: int
     failed: int
     result: StemResult | None = None
+    stem: str | None = None  #: the stem whose bytes were just read (None when a stem ends)
 
 
 class Cancelled(BaseException):
@@ -93,36 +95,57 @@ class _Progress:
             class _Bar(tqdm):  # no monitor thread: a later pool could then still fork
                 monitor_interval = 0
 
-            self.bar = _Bar(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                            desc="zipkit", smoothing=0.1, dynamic_ncols=True)
+                @property
+                def format_dict(self) -> dict[str, Any]:  # sizes in binary units, as the report
+                    d = super().format_dict
+                    rate = d["rate"] or (d["n"] / d["elapsed"] if d["elapsed"] and d["n"] else None)
+                    d.update(size_done=format_bytes(d["n"]), size_total=format_bytes(d["total"] or 0),
+                             size_rate=f"{format_bytes(rate)}/s" if rate else "?/s")
+                    return d
+
+            self._draw(lambda: setattr(self, "bar", _Bar(
+                total=total, unit="B", desc="zipkit", smoothing=0.1, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {size_done}/{size_total} "
+                           "[{elapsed}<{remaining}, {size_rate}{postfix}]")))
             self._postfix()
+
+    def _draw(self, step: Callable[[], Any]) -> None:
+        """One write of the bar; a broken or full stderr (``2>&1 | head``, ``2>/dev/full``) ends the
+        bar, never the run: the bar is a courtesy, as the CLI's printing is."""
+        try:
+            step()
+        except (OSError, ValueError) as e:  # ValueError: the stream was closed
+            log.debug("zipkit: progress bar off: cannot write to stderr: %s", e)
+            bar, self.bar = self.bar, None
+            if bar is not None:
+                bar.disable = True  # tqdm's own close and finaliser then write nothing
 
     def _postfix(self) -> None:
         if self.bar is not None:
             fix = {"stems": f"{self.stems_done}/{self.stems_total}"}
             if self.failed:
                 fix["failed"] = str(self.failed)
-            self.bar.set_postfix(fix, refresh=False)
+            self._draw(lambda: self.bar.set_postfix(fix, refresh=False))
 
-    def _emit(self, result: StemResult | None = None) -> None:
+    def _emit(self, result: StemResult | None = None, stem: str | None = None) -> None:
         if self.callback is not None:
             self.callback(ProgressEvent(self.done, self.total, self.stems_done, self.stems_total,
-                                        self.failed, result))
+                                        self.failed, result, stem))
 
     def add(self, stem: str, n: int) -> None:
         """``n`` more bytes of ``stem`` were read."""
         self.partial[stem] = self.partial.get(stem, 0) + n
         self.done += n
         if self.bar is not None:
-            self.bar.update(n)
-        self._emit()
+            self._draw(lambda: self.bar.update(n))
+        self._emit(stem=stem)
 
     def forget(self, stem: str) -> None:
         """``stem`` will run again: take back the bytes it had reported."""
         n = self.partial.pop(stem, 0)
         self.done -= n
         if self.bar is not None and n:
-            self.bar.update(-n)
+            self._draw(lambda: self.bar.update(-n))
 
     def finish(self, result: StemResult, planned_bytes: int) -> None:
         n = planned_bytes - self.partial.pop(result.stem, 0)
@@ -132,12 +155,13 @@ class _Progress:
             self.failed += 1
         if self.bar is not None:
             self._postfix()
-            self.bar.update(n)
+        if self.bar is not None:
+            self._draw(lambda: self.bar.update(n))
         self._emit(result)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            self._draw(self.bar.close)
 
 
 class _Batcher:

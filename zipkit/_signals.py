@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["Stopped", "cancel_on_signals", "exit_code", "signal_name", "stop_on_signals"]
 
@@ -87,13 +87,22 @@ def _ours_to_take(handler: object) -> bool:
             or isinstance(handler, _Handler))
 
 
+def _exit_at_once(code: int) -> Callable[[int, object], None]:
+    def handler(signum: int, frame: object) -> None:
+        os._exit(code)
+
+    return handler
+
+
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[_Handler]:
+def stop_on_signals(*, exiting: bool = False) -> Iterator[_Handler]:
     """While the block runs (in the main thread), SIGINT, SIGTERM and SIGHUP raise :class:`Stopped`.
 
     A signal that the program ignores or handles itself is left alone, and every handler is
     given back afterwards. Nested uses share one handler: once a stop has begun, another
-    signal does not interrupt the clean-up.
+    signal does not interrupt the clean-up. ``exiting`` (a process that ends after the block,
+    the CLI): once stopped, a later signal ends it at once with the first one's exit code,
+    instead of a default handler's traceback or another signal's status.
     """
     if threading.current_thread() is not threading.main_thread():
         yield _Handler()  # never installed: nothing arrives here
@@ -101,6 +110,7 @@ def stop_on_signals() -> Iterator[_Handler]:
     current = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     outer = next((h for h in current.values() if isinstance(h, _Handler)), None)
     handler = outer or _Handler()
+    deferred = handler.deferred
     replaced = {}
     for sig, old in current.items():
         if _ours_to_take(old) and old is not handler:
@@ -109,8 +119,13 @@ def stop_on_signals() -> Iterator[_Handler]:
     try:
         yield handler
     finally:
+        after = (_exit_at_once(exit_code(handler.first))
+                 if exiting and outer is None and handler.first is not None else None)
         for sig, old in replaced.items():
-            signal.signal(sig, old)
+            signal.signal(sig, after or old)
+        # an inner block's clean-up is over: the outer one (the CLI printing the report) stops
+        # on the next signal again, instead of writing on into a reader that stalled
+        handler.deferred = deferred
 
 
 _background: list[tuple[threading.Event, threading.Thread]] = []

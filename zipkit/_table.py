@@ -1,10 +1,47 @@
-"""Plain-text and HTML tables shared by the plan and the report."""
+"""Plain-text and HTML tables shared by the plan and the report.
+
+The HTML tables carry their own style (:data:`TABLE_CSS`, scoped to ``div.zipkit-table``) so
+that they look the same in a notebook, in the form and in Voilà: padded cells, numbers aligned
+right, a marked header, status colours, monospace tracebacks. The alignment is ``!important``:
+JupyterLab right-aligns every output table cell with a more specific rule of its own. Where
+styles are stripped (GitHub's notebook view) the ``align`` attributes still right-align numbers.
+"""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Sequence
 
-__all__ = ["format_bytes", "html_table", "text_table"]
+__all__ = ["NOTHING", "TABLE_CSS", "format_bytes", "html_table", "text_table"]
+
+NOTHING = "—"  #: a cell for what did not happen (no time for a skipped stem, no size for a cancelled one)
+
+TABLE_CSS = (
+    "div.zipkit-table table{border-collapse:collapse;margin:.4em 0;font-size:13px;"
+    "font-variant-numeric:tabular-nums}"
+    "div.zipkit-table th,div.zipkit-table td{padding:.25em .8em;border:none;"
+    "border-bottom:1px solid #e0e0e0;text-align:left!important;vertical-align:top}"
+    "div.zipkit-table th{font-weight:600;background:#f3f4f6;border-bottom:2px solid #9e9e9e;"
+    "white-space:nowrap}"
+    "div.zipkit-table td.zipkit-num,div.zipkit-table th.zipkit-num{text-align:right!important;"
+    "white-space:nowrap}"
+    "div.zipkit-table tbody tr:nth-child(even){background:#fafafa}"
+    "div.zipkit-table tbody tr:hover{background:#eef3fb}"
+    "div.zipkit-table td.zipkit-col-status{font-weight:600;white-space:nowrap}"
+    "div.zipkit-table tr.zipkit-ok td.zipkit-col-status{color:#1b5e20}"
+    "div.zipkit-table tr.zipkit-skipped td.zipkit-col-status{color:#616161}"
+    "div.zipkit-table tr.zipkit-failed td.zipkit-col-status{color:#b00020}"
+    "div.zipkit-table tr.zipkit-timed_out td.zipkit-col-status{color:#b34700}"
+    "div.zipkit-table tr.zipkit-cancelled td.zipkit-col-status{color:#8d6e00}"
+    "div.zipkit-table tbody tr.zipkit-failed,div.zipkit-table tbody tr.zipkit-timed_out{background:#fdecee}"
+    "div.zipkit-table td.zipkit-nothing{color:#9e9e9e}"
+    ".zipkit-failure{margin:.3em 0}.zipkit-failure summary{cursor:pointer;color:#b00020}"
+    ".zipkit-failure pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;"
+    "font-size:12px;background:#f6f8fa;padding:.5em;overflow-x:auto;max-height:20em;margin:.3em 0}"
+)
+
+_NUMBER = re.compile(r"^-?\d[\d,]*(\.\d+)?( ?(B|KiB|MiB|GiB|TiB|s|%)(/s)?)?$")
 
 
 def format_bytes(n: float) -> str:
@@ -16,9 +53,23 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _is_number(cell: str) -> bool:
+    """A count, a size, a time or a percentage: ``12``, ``1.5 KiB``, ``0.12 s``, ``46%``."""
+    return bool(_NUMBER.match(cell))
+
+
 def _clip(rows: Sequence[Sequence[object]], max_rows: int | None) -> tuple[list[list[str]], int]:
     shown = list(rows) if max_rows is None else list(rows)[:max_rows]
     return [[str(c) for c in r] for r in shown], len(rows) - len(shown)
+
+
+def _numeric_columns(headers: Sequence[str], cells: list[list[str]]) -> list[bool]:
+    """Columns whose every cell is a number or :data:`NOTHING` (and at least one a number)."""
+    out = []
+    for i in range(len(headers)):
+        col = [r[i] for r in cells if i < len(r) and r[i] not in ("", NOTHING)]
+        out.append(bool(col) and all(_is_number(c) for c in col))
+    return out
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_rows: int | None = 50) -> str:
@@ -27,33 +78,49 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_row
     widths = [len(h) for h in headers]
     for r in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, r)]
+    numeric = _numeric_columns(headers, cells)
 
-    def line(r: Sequence[str]) -> str:
+    def line(r: Sequence[str], head: bool = False) -> str:
         out = []
-        for c, w in zip(r, widths):
-            numeric = c.replace(".", "", 1).replace(",", "").isdigit() or c.endswith(("B", "iB", " s"))
-            out.append(c.rjust(w) if numeric and c[:1].isdigit() else c.ljust(w))
+        for c, w, num in zip(r, widths, numeric):
+            out.append(c.rjust(w) if num and not head else c.ljust(w))
         return "  ".join(out).rstrip()
 
-    lines = [line(list(headers)), "  ".join("-" * w for w in widths)]
+    lines = [line(list(headers), head=True), "  ".join("-" * w for w in widths)]
     lines += [line(r) for r in cells]
     if more:
         lines.append(f"… {more} more")
     return "\n".join(lines)
 
 
+def _column_class(header: str) -> str:
+    return "zipkit-col-" + re.sub(r"[^a-z0-9]+", "-", header.lower()).strip("-")
+
+
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_rows: int | None = 200,
                css_class: str = "zipkit-table", row_classes: Sequence[str] | None = None) -> str:
-    """An HTML ``<table>`` with escaped cells; optional per-row CSS classes."""
-    import html
-
+    """An HTML ``<table>`` with escaped cells, its own style, numbers right-aligned; optional
+    per-row CSS classes (``zipkit-ok`` … colour the status column)."""
     cells, more = _clip(rows, max_rows)
-    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
+    numeric = _numeric_columns(headers, cells)
+    classes = [_column_class(h) for h in headers]
+
+    def attrs(i: int, cell: str | None = None) -> str:
+        cls = [classes[i]]
+        if numeric[i]:
+            cls.append("zipkit-num")
+        if cell == NOTHING:
+            cls.append("zipkit-nothing")
+        align = " align='right'" if numeric[i] else ""
+        return f" class='{' '.join(cls)}'{align}"
+
+    head = "".join(f"<th{attrs(i)}>{html.escape(h)}</th>" for i, h in enumerate(headers))
     body = []
-    for i, r in enumerate(cells):
-        cls = f" class='{html.escape(row_classes[i])}'" if row_classes else ""
-        tds = "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in r)
+    for n, r in enumerate(cells):
+        cls = f" class='{html.escape(row_classes[n])}'" if row_classes else ""
+        tds = "".join(f"<td{attrs(i, c)}>{html.escape(c)}</td>" for i, c in enumerate(r))
         body.append(f"<tr{cls}>{tds}</tr>")
     if more:
         body.append(f"<tr><td colspan='{len(headers)}'>… {more} more</td></tr>")
-    return f"<table class='{css_class}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f"<div class='zipkit-table'><style>{TABLE_CSS}</style><table class='{html.escape(css_class)}'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")

@@ -60,6 +60,35 @@ _closed: set[str] = set()  # runs of this process that are closed
 _local = threading.local()  # the run id whose task this thread is running (see supervised)
 _busy: dict[str, int] = {}  # run id → its tasks in this process deleting sources right now
 _idle = threading.Condition(_lock)
+_live_marks: set[int] = set()  # descriptors of this process's held live marks
+_run_alive: list = []  # a pool worker's check that its run's process is still its parent
+
+
+def watch_run(alive) -> None:
+    """In a pool worker: ``alive()`` says whether the run's process lives; once it is false, the
+    gates refuse new temp files and deletions, even though the dead run's live mark is still there."""
+    _run_alive[:] = [alive]
+
+
+def _run_lives() -> bool:
+    return all(alive() for alive in _run_alive)
+
+
+def _drop_inherited_marks() -> None:
+    """In a forked child (a pool worker): close the run's live marks it inherited.
+
+    A flock belongs to the open file, shared by every process that has it open: a worker that
+    kept its copy would keep a killed run "live" while it is dying, and a run started right
+    after the kill would leave that run's temp folders behind.
+    """
+    for fd in _live_marks:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _live_marks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited_marks)
 
 
 def _owns(run_id: str) -> bool:
@@ -145,7 +174,7 @@ def temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
     try:
         if fcntl is not None:
             _flock(gate, fcntl.LOCK_SH)  # waits while the run's process is removing its temp folders
-        if os.fstat(gate).st_nlink == 0:
+        if os.fstat(gate).st_nlink == 0 or not _run_lives():
             raise RunClosed(f"run {run_id} was stopped before this stem began; nothing written")
         return _create(folder, run_id)
     finally:
@@ -184,7 +213,7 @@ def deleting(folder: Path, run_id: str) -> Iterator[bool]:
     try:
         if fcntl is not None:
             _flock(gate, fcntl.LOCK_SH)
-        yield os.fstat(gate).st_nlink > 0
+        yield os.fstat(gate).st_nlink > 0 and _run_lives()
     finally:
         os.close(gate)
 
@@ -329,6 +358,7 @@ class RunTemps:
                 same = False
             if same:
                 self.fd = fd
+                _live_marks.add(fd)
                 break
             os.close(fd)
         remove_stale(self.output, self.run_id)
@@ -339,6 +369,7 @@ class RunTemps:
             _closed.add(self.run_id)
             _owned.pop(self.run_id, None)
             fd, self.fd = self.fd, None
+            _live_marks.discard(fd)  # type: ignore[arg-type]
             _idle.wait_for(lambda: not _busy.get(self.run_id), timeout=CLOSE_WAIT)
             _busy.pop(self.run_id, None)
             if fd is not None:

@@ -83,6 +83,7 @@ def _bind_to_parent() -> None:
     if parent == 1:
         os._exit(1)
     _parent = parent
+    _tempfiles.watch_run(lambda: os.getppid() == parent)  # no deletion once the run is gone
     if not signalled:
         threading.Thread(target=_watch_parent, name="zipkit-parent-watch", daemon=True).start()
 

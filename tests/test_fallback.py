@@ -110,12 +110,17 @@ def test_a_guarded_threaded_script_still_uses_the_pool(tmp_path: Path) -> None:
 
 
 def test_workers_that_die_before_any_stem_are_detected(tmp_path: Path) -> None:
-    """The unguarded check cannot read the script (it deleted itself), so forkserver workers are
-    started and die re-importing it: the run sees workers that exited before starting any stem,
-    and zips everything here without restarting pools."""
+    """The call is guarded, but the script refuses to be imported under another name, so the
+    forkserver workers that re-import it die: the run sees workers that exited before starting
+    any stem, and zips everything here without restarting pools. (A script that deleted itself
+    is now caught before any worker starts: tests/test_attack_pool.py.)"""
     src = _corpus(tmp_path / "src", 30)
-    body = "import os\nos.unlink(__file__)\n" + UNGUARDED
-    script = _script(tmp_path, "gone.py", body, src=str(src), out=str(tmp_path / "out"), extra=", workers=2")
+    refuse = 'if __name__ != "__main__":\n    raise ImportError("run this script, do not import it")\n'
+    call = UNGUARDED.split("\nr = ", 1)
+    body = call[0] + "\n" + refuse + 'if __name__ == "__main__":\n' + "".join(
+        "    " + line + "\n" for line in ("r = " + call[1]).strip().splitlines())
+    script = _script(tmp_path, "refuses.py", body, src=str(src), out=str(tmp_path / "out"),
+                     extra=", workers=2")
     done, _ = _run([sys.executable, str(script)])
     assert done.returncode == 0, done.stderr
     assert "30 ok of 30" in done.stdout

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import tokenize
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +30,8 @@ from ._plan import ArchiveOptions, StemPlan
 from ._report import StemResult
 
 __all__ = ["ENDED", "NOT_STARTED", "RUNNING", "init_pool_worker", "limit_workers", "mp_context",
-           "reimport_reruns_this_call", "run_marked"]
+           "manager_thread_error", "reimport_reruns_this_call", "run_marked",
+           "unreadable_main", "watch_manager_thread"]
 
 log = logging.getLogger("zipkit")
 
@@ -84,40 +86,59 @@ def _one_os_thread(wait: float = 0.25) -> bool:
 
 # -- can workers start? ---------------------------------------------------------------------
 
-def _is_main_guard(test: ast.expr) -> bool | None:
-    """True for ``__name__ == "__main__"``, False for ``!=``, None for anything else."""
+WORKER_NAME = "__mp_main__"  # the name a spawn or forkserver worker re-imports the script under
+
+
+def _in_worker(test: ast.expr) -> bool | None:
+    """The value of an ``if`` test in a worker, where ``__name__`` is ``"__mp_main__"``: True,
+    False, or None when it depends on more than ``__name__`` (``__name__ == "__main__"``, its
+    mirror, ``!=``, ``in``/``not in`` a literal tuple, ``not``, ``and``, ``or``)."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        inner = _in_worker(test.operand)
+        return None if inner is None else not inner
+    if isinstance(test, ast.BoolOp):
+        values = [_in_worker(v) for v in test.values]
+        decisive = isinstance(test.op, ast.Or)  # True decides an `or`, False an `and`
+        if decisive in values:
+            return decisive
+        return None if None in values else not decisive
     if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
         return None
-    sides = {type(x).__name__: x for x in (test.left, test.comparators[0])}
-    name, const = sides.get("Name"), sides.get("Constant")
-    if name is None or const is None or name.id != "__name__" or const.value != "__main__":
+    left, op, right = test.left, test.ops[0], test.comparators[0]
+    if isinstance(right, ast.Name) and isinstance(op, (ast.Eq, ast.NotEq)):
+        left, right = right, left  # "__main__" == __name__
+    if not (isinstance(left, ast.Name) and left.id == "__name__"):
         return None
-    if isinstance(test.ops[0], ast.Eq):
-        return True
-    return False if isinstance(test.ops[0], ast.NotEq) else None
+    try:
+        value = ast.literal_eval(right)
+    except ValueError:
+        return None
+    if isinstance(op, (ast.Eq, ast.NotEq)):
+        return (WORKER_NAME == value) == isinstance(op, ast.Eq)
+    if isinstance(op, (ast.In, ast.NotIn)) and isinstance(value, (tuple, list, set, frozenset)):
+        return (WORKER_NAME in value) == isinstance(op, ast.In)
+    return None
 
 
 def _guarded(source: str, line: int) -> bool:
-    """Whether ``line`` of a module's source runs only when the module is ``__main__``."""
+    """Whether ``line`` of a module's source sits under an ``if`` that is false in a worker (at
+    any depth, in a function's body too): a worker re-importing the module would not reach it."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return True  # cannot tell: let the workers try
     body: list[ast.stmt] = tree.body
-    top = True
     while True:
         node = next((s for s in body if s.lineno <= line <= (s.end_lineno or s.lineno)), None)
         if node is None:  # the line is the header of the statement entered last (or unknown)
-            return top
-        top = False
+            return False
         if isinstance(node, ast.If):
-            guard = _is_main_guard(node.test)
             in_body = any(s.lineno <= line <= (s.end_lineno or s.lineno) for s in node.body)
-            if guard is not None and guard == in_body:
+            in_else = any(s.lineno <= line <= (s.end_lineno or s.lineno) for s in node.orelse)
+            value = _in_worker(node.test)
+            if value is not None and (in_body or in_else) and value != in_body:
                 return True
             body = node.body if in_body else node.orelse
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            return True  # a decorator or default value: not the call we look for
         else:
             body = [s for f in ("body", "orelse", "finalbody", "handlers") for s in getattr(node, f, [])]
             if not body:
@@ -139,17 +160,40 @@ def reimport_reruns_this_call() -> bool:
         path = getattr(main, "__file__", None)
         if path is None or os.path.splitext(os.path.basename(path))[0] == "ipython":
             return False
-    frame = sys._getframe(1)
+    frames, frame = [], sys._getframe(1)  # the script's frames on the way to this call
     while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
-            try:
-                with open(frame.f_code.co_filename, encoding="utf-8") as f:
-                    source = f.read()
-            except (OSError, UnicodeDecodeError):
-                return False
-            return not _guarded(source, frame.f_lineno)
+        if frame.f_globals is vars(main):
+            frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name == "<module>"))
         frame = frame.f_back
-    return False
+    if not any(at_import for _, _, at_import in frames):
+        return False  # called later (a callback, a thread), not while the script is imported
+    sources: dict[str, str] = {}
+    for filename, line, _ in frames:
+        try:
+            if filename not in sources:
+                with tokenize.open(filename) as f:  # honours a coding declaration
+                    sources[filename] = f.read()
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            return False
+        if _guarded(sources[filename], line):
+            return False  # a worker's import stops short of this call (guarded here or above)
+    return True
+
+
+def unreadable_main() -> str | None:
+    """The path a spawn or forkserver worker would re-run as ``__main__`` when no such file
+    exists (``python - < script.py`` names it ``<stdin>``): every such worker dies at start-up,
+    guard or not. None when workers can start."""
+    from multiprocessing import process
+
+    main = sys.modules.get("__main__")
+    if main is None or getattr(getattr(main, "__spec__", None), "name", None) is not None:
+        return None  # re-imported by module name (or a package's __main__: not at all)
+    path = getattr(main, "__file__", None)
+    if path is None or os.path.splitext(os.path.basename(path))[0] == "ipython":
+        return None
+    full = path if os.path.isabs(path) else os.path.join(process.ORIGINAL_DIR or os.getcwd(), path)
+    return None if os.path.isfile(full) else path
 
 
 # -- what the process limits hold --------------------------------------------------------
@@ -198,6 +242,48 @@ def limit_workers(n: int) -> tuple[int, str | None]:
         if room < n:
             n, why = room, f"the process limit (ulimit -u {soft}) holds {room}"
     return n, why
+
+
+# -- a pool's threads in this process -----------------------------------------------------
+
+_watched: Any = None  # a WeakKeyDictionary: a run's own pool -> what its manager thread died of
+_hook_installed = False
+
+
+def watch_manager_thread(pool: Any) -> None:
+    """Keep what kills ``pool``'s manager thread (``can't start new thread`` at a process
+    limit: the thread that feeds the workers their tasks could not start) for
+    :func:`manager_thread_error`, instead of a traceback on stderr. Call before the first
+    submit: the thread starts there. Other threads' errors go to the hook there was."""
+    global _watched, _hook_installed
+    import weakref
+
+    if _watched is None:
+        _watched = weakref.WeakKeyDictionary()
+    _watched[pool] = None
+    if not _hook_installed:
+        _hook_installed = True
+        previous = threading.excepthook
+
+        def hook(args: Any) -> None:
+            ref = getattr(args.thread, "executor_reference", None)
+            pool = ref() if callable(ref) else None
+            if pool is not None and pool in _watched:
+                _watched[pool] = args.exc_value
+                log.debug("the pool's manager thread died: %r", args.exc_value)
+                return
+            previous(args)
+
+        threading.excepthook = hook
+
+
+def manager_thread_error(pool: Any) -> BaseException | None:
+    """What killed ``pool``'s manager thread (so that no task of it will ever end), or None
+    while it runs (or before it starts, or after a clean shutdown)."""
+    thread = getattr(pool, "_executor_manager_thread", None)
+    if thread is None or thread.is_alive() or _watched is None:
+        return None
+    return _watched.get(pool)
 
 
 # -- in a worker ---------------------------------------------------------------------------

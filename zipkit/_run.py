@@ -225,6 +225,9 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
     for p in procs:  # a pool whose start failed has no manager thread to reap them
         with contextlib.suppress(Exception):
             p.join(5)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager.ident is None:  # it could not start (a thread limit): no join
+        pool._executor_manager_thread = None
     pool.shutdown(wait=True, cancel_futures=True)
     log.debug("killed %d worker process(es)", len(procs))
 
@@ -236,9 +239,9 @@ class _CannotStart(Exception):
     process could not make a process or thread (a limit), so the rest runs on one thread.
     """
 
-    def __init__(self, cause: str, *, guard: bool = False, starved: bool = False):
+    def __init__(self, cause: str, *, guard: bool = False, starved: bool = False, fix: str | None = None):
         super().__init__(cause)
-        self.guard, self.starved = guard, starved
+        self.guard, self.starved, self.fix = guard, starved, fix
 
 
 class _OwnPool:
@@ -259,6 +262,7 @@ class _OwnPool:
         args = (self.queue, marks, run.plan.stems, run.options) if self.forked else (self.queue, marks)
         self.pool = ProcessPoolExecutor(run.workers, mp_context=ctx, initializer=_pool.init_pool_worker,
                                         initargs=args)
+        _pool.watch_manager_thread(self.pool)
         self.procs = self.pool._processes  # filled as workers start; kept when the pool shuts down
         self.given: list[int] = []  # plan indices of the stems submitted to this pool
         self.returned = False  # a task of this pool returned
@@ -398,16 +402,21 @@ class _Run:
                     except _CannotStart as e:  # the pool is killed: nothing of it ran to the end
                         for stem, attempt in batch:
                             batcher.retry(stem, attempt)
-                        for lost in in_flight.values():
-                            self._lost(lost, batcher, e, overdue=False, blameless=True, state=current.state)
-                        in_flight.clear()
+                        self._abandon(current, in_flight, batcher, e)
                         current = None
-                        self._fall_back(e, batcher)
                         return
                     in_flight[fut] = batch
                 done, _ = wait(list(in_flight), timeout=0.1, return_when=FIRST_COMPLETED)
                 if current is not None:
                     self._drain(current.queue)
+                    dead = _pool.manager_thread_error(current.pool)
+                    if dead is not None and not done:  # no task of this pool will ever end
+                        why = f"{type(dead).__name__}: {dead}" if str(dead) else type(dead).__name__
+                        current.close(kill=True)
+                        self._abandon(current, in_flight, batcher, _CannotStart(
+                            f"worker processes could not be started ({why})", starved=True))
+                        current = None
+                        return
                 for fut in done:
                     batch = in_flight[fut]  # popped once recorded: a stop before then harvests it
                     started.pop(fut, None)
@@ -441,24 +450,25 @@ class _Run:
                                    blameless=bool(overdue), state=current.state)
                     in_flight.clear()
                     started.clear()
-                    cause = None
-                    if not current.ran_any():
+                    cause, restart = None, False
+                    if not current.ran_any():  # a forked worker re-imports nothing: no guard to add
                         cause = _CannotStart("the worker processes exited before they started any stem",
-                                             guard=True)
+                                             guard=not current.forked)
                     elif not overdue:
                         if self.restarts >= MAX_RESTARTS:
                             cause = _CannotStart(f"worker processes died {self.restarts + 1} times (a run "
                                                  f"restarts its pool at most {MAX_RESTARTS} times)")
-                        else:
-                            self.restarts += 1
-                            log.warning("worker process died; restarting the pool (%d of at most %d "
-                                        "restarts)", self.restarts, MAX_RESTARTS)
+                        restart = cause is None
                     overdue.clear()
                     current = None
                     try:
                         if cause is not None:
                             raise cause
                         current = self._start_pool(None, marks)
+                        if restart:  # counted once started: a fresh pool that cannot start is no restart
+                            self.restarts += 1
+                            log.warning("worker process died; restarting the pool (%d of at most %d "
+                                        "restarts)", self.restarts, MAX_RESTARTS)
                     except _CannotStart as e:
                         self._fall_back(e, batcher)
                         return
@@ -475,10 +485,24 @@ class _Run:
                     for r in fut.result():
                         self.results.setdefault(r.stem, r)
 
+    def _abandon(self, pool: _OwnPool, in_flight: dict, batcher: _Batcher, why: _CannotStart) -> None:
+        """``pool`` could not run its tasks and is killed: what was in flight runs again here, at no
+        cost (what finished on disk counts as done), with the rest."""
+        for lost in in_flight.values():
+            self._lost(lost, batcher, why, overdue=False, blameless=True, state=pool.state)
+        in_flight.clear()
+        self._fall_back(why, batcher)
+
     def _start_pool(self, ctx, marks) -> _OwnPool:
         """A fresh pool, started by ``ctx`` or the start method safe now; :class:`_CannotStart`
         when its workers could not run this call's stems."""
         ctx = ctx or _mp_context()
+        unreadable = _pool.unreadable_main() if ctx.get_start_method() != "fork" else None
+        if unreadable is not None:
+            raise _CannotStart(
+                f"the process has {threading.active_count()} threads, so workers cannot be forked, and the "
+                f"script's file {unreadable!r}, which they would re-import, does not exist",
+                fix="run the script from a file or pass workers=1")
         if ctx.get_start_method() != "fork" and _pool.reimport_reruns_this_call():
             raise _CannotStart(
                 "this script calls zipkit outside an `if __name__ == \"__main__\":` guard and the process "
@@ -495,8 +519,8 @@ class _Run:
 
     def _fall_back(self, why: _CannotStart, batcher: _Batcher) -> None:
         """Workers cannot run this run's stems: say so once, then zip the rest here, one at a time."""
-        fix = ('put the script\'s zipkit call under `if __name__ == "__main__":` or pass workers=1'
-               if why.guard else "pass workers=1")
+        fix = why.fix or ('put the script\'s zipkit call under `if __name__ == "__main__":` or pass workers=1'
+                          if why.guard else "pass workers=1")
         log.warning("zipkit: sequential fallback: %s; zipping the remaining %d stem(s) in this process "
                     "(%s to run in-process without this warning)", why, len(batcher.queue), fix)
         self.notes.append(f"sequential fallback: {why}")

@@ -58,11 +58,16 @@ class _Handler:
         self.first: int | None = None
         self.more = 0
         self.deferred = False  # once the work is over: record a signal, do not break the clean-up
+        self.pid = os.getpid()
 
     def defer(self) -> None:
         self.deferred = True
 
     def __call__(self, signum: int, frame: object) -> None:
+        if os.getpid() != self.pid:  # a forked child (a pool worker before its initializer): the default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if self.first is None:
             self.first = signum
             if not self.deferred:

@@ -54,8 +54,10 @@ def run(argv: list[str], tz: str = "UTC", cwd: Path | None = None) -> subprocess
 class Kind:
     """One kind of archive: how it is written, and what it must hold."""
 
-    def __init__(self, name: str, files: dict[str, bytes], **options: object):
-        self.name, self.files, self.options = name, files, options
+    def __init__(self, name: str, files: dict[str, bytes], *, first: tuple[str, ...] = (),
+                 **options: object):
+        """``first``: extensions archived by an earlier run; the last run merges the rest in."""
+        self.name, self.files, self.options, self.first = name, files, options, first
         self.archive: Path | None = None
         self.src: Path | None = None
         self.compressor = ""
@@ -77,6 +79,8 @@ def _kinds() -> list[Kind]:
         Kind("bzip2", {**mixed, "x_big.csv": text(2 * MiB, 8)}, compression="bzip2"),
         Kind("lzma", {**mixed, "x_big.csv": text(2 * MiB, 9)}, compression="lzma"),
         Kind("reproducible", {**mixed, "x_big.csv": text(5 * MiB, 10)}, reproducible=True, workers=2),
+        # a re-run: the csv members of the first run are carried over as stored bytes
+        Kind("merged", {**mixed, "x_big.csv": text(2 * MiB, 11)}, first=("csv",)),
     ]
 
 
@@ -100,9 +104,13 @@ def built(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
             os.utime(src / name, (t, t))
             if os.geteuid() == 0:
                 os.chown(src / name, 1234, 5678)
-        rep = zipkit.zip_by_extension(src, ["csv", "bin", "txt"], base / kind.name / "out", stems=["x"],
-                                      progress=False, **{"workers": 1, **kind.options})
-        assert rep.success, rep.failed
+        runs = [list(kind.first), [e for e in ("csv", "bin", "txt") if e not in kind.first]] \
+            if kind.first else [["csv", "bin", "txt"]]
+        for exts in runs:
+            rep = zipkit.zip_by_extension(src, exts, base / kind.name / "out", stems=["x"],
+                                          progress=False, **{"workers": 1, **kind.options})
+            assert rep.success, rep.failed
+        assert rep.ok[0].carried == (sum(n.endswith(kind.first) for n in kind.files) if kind.first else 0)
         kind.src, kind.archive = src, base / kind.name / "out" / "x.zip"
         kind.compressor = rep.ok[0].compressor
     assert KINDS["threaded"].compressor.endswith("x2") and KINDS["reproducible"].compressor.endswith("x2")

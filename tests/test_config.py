@@ -395,7 +395,7 @@ def test_unknown_top_level_key_lists_the_sections(project):
     ("{compression: bzip2, level: 0}", "zipkit.level", "level for bzip2 must be an integer from 1 to 9"),
     ("{overwrite: sometimes}", "zipkit.overwrite", "always, update, never, replace"),
     ("{match: substring}", "zipkit.match", "prefix, contains"),
-    ("{timeout: 0}", "zipkit.timeout", "> 0"),
+    ("{timeout: 0}", "zipkit.timeout", ">= 0.001"),
     ("{executor: process, scheduler_address: 'tcp://h:1'}", "zipkit.scheduler_address", "executor: dask"),
     ("{stems: [a]}", "zipkit.stems", "not both"),
 ])

@@ -272,14 +272,19 @@ def test_a_plain_client_executor_gets_the_same_care(cluster, corpus, reference, 
     assert rep.executor == "DaskExecutor"
     assert f"worker host {socket.gethostname()!r}" in rep["b2"].message
 
-    client.wait_for_workers(2, timeout=60)
-    killed, on_progress = kill_a_worker_after(client, 40)
-    rep = zipkit.run_plan(zipkit.plan(corpus, EXTS, tmp_path / "out", reproducible=True),
-                          executor=client.get_executor(), progress=on_progress)
-    assert killed and len(rep.ok) == STEMS
-    assert any(r.attempts > 1 for r in rep.results)
+    for attempt in range(3):  # a kill can land after its task's stems are all on disk: try again
+        client.wait_for_workers(2, timeout=60)
+        killed, on_progress = kill_a_worker_after(client, 40)
+        out = tmp_path / f"out{attempt}"
+        rep = zipkit.run_plan(zipkit.plan(corpus, EXTS, out, reproducible=True),
+                              executor=client.get_executor(), progress=on_progress)
+        assert killed and len(rep.ok) == STEMS
+        assert digests(out) == reference  # every run, retried or not, loses nothing
+        if any(r.attempts > 1 for r in rep.results):
+            break
+    else:
+        pytest.fail("in three runs no kill landed while a task was running")
     assert any("died during the run" in n for n in rep.notes)
-    assert digests(tmp_path / "out") == reference
     client.wait_for_workers(2, timeout=60)
 
 
@@ -295,7 +300,9 @@ def test_output_folder_a_worker_cannot_see_fails_the_batch_clearly(cluster, corp
 
 
 def test_timeout_on_dask_stops_the_stem_and_leaves_nothing(cluster, corpus, tmp_path):
-    p = zipkit.plan(corpus, EXTS, tmp_path, stems=["run000", "run040", "run001"], timeout=1e-6)
+    # the shortest timeout zipkit takes (1 ms), on stems that lzma -9 keeps far longer than that
+    p = zipkit.plan(corpus, EXTS, tmp_path, stems=["run000", "run040", "run001"], timeout=0.001,
+                    compression="lzma", level=9)
     with dask_executor(cluster.scheduler_address) as ex:
         rep = zipkit.run_plan(p, executor=ex, progress=False)
     assert [r.status for r in rep.results] == ["timed_out"] * 3

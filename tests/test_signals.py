@@ -456,9 +456,12 @@ def test_a_callers_fork_pool_started_during_a_run_does_not_inherit_the_stop_hand
                 with contextlib.suppress(OSError, psutil.Error, StopIteration):
                     seen[child.pid] = _catches(child.pid, signal.SIGTERM)
 
-    assert not _catches(os.getpid(), signal.SIGTERM)  # the caller's own: the default
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as ex:
-        rep = zipkit.zip_by_extension(src, "dat", tmp_path / "out", executor=ex, progress=look)
-        assert _catches(os.getpid(), signal.SIGTERM) is False  # given back after the run
+    old = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the caller's own: the default
+    try:
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as ex:
+            rep = zipkit.zip_by_extension(src, "dat", tmp_path / "out", executor=ex, progress=look)
+            assert _catches(os.getpid(), signal.SIGTERM) is False  # given back after the run
+    finally:
+        signal.signal(signal.SIGTERM, old)
     assert len(rep.ok) == 6
     assert seen and not any(seen.values()), seen

@@ -29,8 +29,9 @@ from datetime import datetime
 from pathlib import Path
 
 from . import old_tool
+from .common import _target, _target_lines, _warm, available_cpus
 from .corpora import Corpus, MiB, build
-from .run import _backend, _target, _target_lines, _warm, available_cpus
+from .run import _backend
 
 __all__ = ["main"]
 

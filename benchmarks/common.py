@@ -119,8 +119,8 @@ def _target_lines(targets: list[dict]) -> list[str]:
     return out
 
 
-def aligned(head: list[str], rows: list[list[str]]) -> list[str]:
-    """``head`` and ``rows`` as text lines, the first column left-aligned, the others right."""
+def aligned(head: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+    """``head`` and ``rows`` as text lines, the first ``left`` columns left-aligned, the others right."""
     widths = [max(len(str(r[i])) for r in [head, *rows] if i < len(r)) for i in range(len(head))]
-    return ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+    return ["  ".join(str(c).ljust(w) if i < left else str(c).rjust(w)
                       for i, (c, w) in enumerate(zip(r, widths))) for r in [head, *rows]]

@@ -10,13 +10,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .corpora import Corpus
 
-__all__ = ["Launched", "aligned", "available_cpus", "launch", "pressure"]
+__all__ = ["Json", "Launched", "aligned", "available_cpus", "launch", "pressure"]
 
 REPO = Path(__file__).resolve().parent.parent
+Json = dict[str, Any]  # a JSON object of the results
 
 
 def available_cpus() -> int:
@@ -62,7 +63,7 @@ def _seven_zip() -> str | None:
     return next((exe for exe in ("7zz", "7z", "7za") if shutil.which(exe)), None)
 
 
-def _versions() -> dict:
+def _versions() -> Json:
     v: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
     for mod in ("zipkit", "isal", "zlib_ng"):
         try:
@@ -85,8 +86,8 @@ def pressure() -> dict[str, float]:
     for what in ("cpu", "io"):
         try:
             line = Path(f"/proc/pressure/{what}").read_text().splitlines()[0]
-            out[what] = float(re.search(r"avg60=([\d.]+)", line).group(1))
-        except (OSError, AttributeError, IndexError):
+            out[what] = float(re.search(r"avg60=([\d.]+)", line).group(1))  # type: ignore[union-attr]
+        except (OSError, AttributeError, IndexError):  # AttributeError: no avg60 in the line
             pass
     return out
 
@@ -98,7 +99,7 @@ def _warm(corpus: Corpus) -> None:
                 pass
 
 
-def _target(what: str, value: float | None, op: str, limit: float, best: float | None = None) -> dict:
+def _target(what: str, value: float | None, op: str, limit: float, best: float | None = None) -> Json:
     """A target check; ``best`` is the same ratio from the fastest runs, for information."""
     ok = None if value is None else (value >= limit if op == ">=" else value <= limit)
     return {"what": what, "value": value, "op": op, "limit": limit, "ok": ok, "best_runs_value": best}
@@ -108,7 +109,7 @@ def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
-def _target_lines(targets: list[dict]) -> list[str]:
+def _target_lines(targets: list[Json]) -> list[str]:
     out = []
     for t in targets:
         verdict = "n/a" if t["ok"] is None else "PASS" if t["ok"] else "MISS"

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["deflate_files", "main", "share"]
 
@@ -39,7 +40,7 @@ def share(sizes: dict[str, int], workers: int) -> list[list[str]]:
     return parts
 
 
-def deflate_files(folder: str, names: list[str], level: int, chunk: int = CHUNK) -> list[list]:
+def deflate_files(folder: str, names: list[str], level: int, chunk: int = CHUNK) -> list[list[Any]]:
     """``[name, crc32, size, deflated size]`` of each file, read and deflated, nothing kept."""
     from isal import isal_zlib
 
@@ -60,7 +61,7 @@ def deflate_files(folder: str, names: list[str], level: int, chunk: int = CHUNK)
     return out
 
 
-def _forked(folder: str, parts: list[list[str]], level: int) -> list[list]:
+def _forked(folder: str, parts: list[list[str]], level: int) -> list[list[Any]]:
     """Run :func:`deflate_files` on each part in its own forked process; all their rows."""
     children = []
     for part in parts:
@@ -77,7 +78,7 @@ def _forked(folder: str, parts: list[list[str]], level: int) -> list[list]:
             os._exit(code)
         os.close(w)
         children.append((pid, r))
-    rows: list[list] = []
+    rows: list[list[Any]] = []
     failed = 0
     for pid, r in children:
         with os.fdopen(r) as pipe:

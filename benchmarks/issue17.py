@@ -24,7 +24,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .common import REPO, _fmt, _target, _versions, aligned, available_cpus
+from .common import REPO, Json, _fmt, _target, _versions, aligned, available_cpus
 from .corpora import build
 from .run import bench_corpus, table
 from .scale import SIZES, bench_scale, scale_text
@@ -39,7 +39,7 @@ CASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _info(res: dict) -> list[dict]:
+def _info(res: Json) -> list[Json]:
     """Rows without a target that explain the targets: the peers and the machine's own scaling."""
     rows = []
     for case in ("mixed256", "huge"):
@@ -56,7 +56,7 @@ def _info(res: dict) -> list[dict]:
     return rows
 
 
-def summary(res: dict) -> str:
+def summary(res: Json) -> str:
     """One table of every target of the run (and the explaining rows): measured, wanted, met."""
     head = ["case", "target", "measured", "fastest runs", "want", "met"]
     rows = []
@@ -76,7 +76,7 @@ def summary(res: dict) -> str:
     return "\n".join([title, *aligned(head, rows, left=2), *errors])
 
 
-def show(res: dict) -> str:
+def show(res: Json) -> str:
     """Every table of an issue-17 result, then the summary."""
     out = [scale_text(r) if case == "scale" else table(case, r)
            for case, r in res["cases"].items() if not r.get("error")]
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.corpora or Path(tempfile.mkdtemp(prefix="zipkit-issue17-"))
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
-    res: dict = {"meta": {"started": datetime.now().isoformat(timespec="seconds"), "repeat": args.repeat,
+    res: Json = {"meta": {"started": datetime.now().isoformat(timespec="seconds"), "repeat": args.repeat,
                           "scale": args.scale, "workers": args.workers, "cpus": available_cpus(),
                           "versions": _versions(), "command": sys.argv}, "cases": {}}
 

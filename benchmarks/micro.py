@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 import subprocess
@@ -9,8 +10,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from .common import REPO, _target, _target_lines
+from .common import REPO, Json, _target, _target_lines
 from .corpora import MiB, binary_bytes, text_bytes
 
 __all__ = ["bench_codecs", "bench_startup", "codecs_text", "startup_text"]
@@ -25,7 +27,7 @@ def _wall(argv: list[str], repeat: int) -> list[float]:
     return walls
 
 
-def bench_startup(repeat: int) -> dict:
+def bench_startup(repeat: int) -> Json:
     """``import zipkit`` (``-X importtime`` total and wall) and ``zipkit --help`` wall."""
     totals, heavy = [], {}
     for _ in range(repeat):
@@ -54,34 +56,35 @@ def _codecs() -> dict[str, Callable[[bytes], int]]:
 
     out: dict[str, Callable[[bytes], int]] = {}
     for lvl in (1, 6, 9):
-        out[f"zlib-{lvl}"] = lambda d, lvl=lvl: len(_raw(zlib, lvl, d))
+        out[f"zlib-{lvl}"] = functools.partial(_size, zlib, lvl)
     try:
-        from zlib_ng import zlib_ng
+        from zlib_ng import zlib_ng  # type: ignore[import-not-found]  # optional, not a dependency
 
         for lvl in (1, 6):
-            out[f"zlib-ng-{lvl}"] = lambda d, lvl=lvl: len(_raw(zlib_ng, lvl, d))
+            out[f"zlib-ng-{lvl}"] = functools.partial(_size, zlib_ng, lvl)
     except ImportError:
         pass
     try:
         from isal import isal_zlib
 
         for lvl in (0, 1, 2, 3):
-            out[f"isal-{lvl}"] = lambda d, lvl=lvl: len(_raw(isal_zlib, lvl, d))
+            out[f"isal-{lvl}"] = functools.partial(_size, isal_zlib, lvl)
     except ImportError:
         pass
     return out
 
 
-def _raw(mod, level: int, data: bytes) -> bytes:
+def _size(mod: Any, level: int, data: bytes) -> int:
+    """Bytes of ``data`` raw-deflated by ``mod`` (zlib, zlib_ng or isal_zlib) at ``level``."""
     c = mod.compressobj(level, mod.DEFLATED, -15)
-    return c.compress(data) + c.flush()
+    return len(c.compress(data)) + len(c.flush())
 
 
-def bench_codecs(scale: float) -> dict:
+def bench_codecs(scale: float) -> Json:
     """Raw deflate on one core, data in memory: MB/s of input and output/input, per codec."""
     n = max(1 * MiB, round(16 * MiB * min(1.0, scale * 8)))
     data = {"text": text_bytes(n, 11), "binary": binary_bytes(n, 12)}
-    res: dict[str, dict] = {}
+    res: dict[str, Json] = {}
     for name, fn in _codecs().items():
         row = {}
         for kind, d in data.items():
@@ -95,7 +98,7 @@ def bench_codecs(scale: float) -> dict:
     return {"bytes_per_kind": n, "codecs": res}
 
 
-def startup_text(s: dict) -> str:
+def startup_text(s: Json) -> str:
     return "\n".join([
         "== startup",
         f"  import zipkit: -X importtime total {s['importtime_ms']:.1f} ms; "
@@ -107,7 +110,7 @@ def startup_text(s: dict) -> str:
     ])
 
 
-def codecs_text(c: dict) -> str:
+def codecs_text(c: Json) -> str:
     lines = [f"== codecs: raw deflate on one core, {c['bytes_per_kind'] / MiB:g} MiB in memory, best of 3 "
              "(MB/s of input / output÷input)",
              f"  {'codec':10s} {'CSV-like text':>18s} {'float64 binary':>18s}"]

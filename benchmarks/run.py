@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .common import (
     REPO,
+    Json,
     _fmt,
     _seven_zip,
     _target,
@@ -258,7 +259,7 @@ class MethodResult:
     def median(self) -> float:
         return statistics.median(r.wall for r in self.runs)
 
-    def summary(self, total_bytes: int) -> dict:
+    def summary(self, total_bytes: int) -> Json:
         if not self.runs:
             return {"label": self.label, "error": self.error}
         walls = [r.wall for r in self.runs]
@@ -282,7 +283,7 @@ def _lists(corpus: Corpus, out: Path, scratch: Path) -> tuple[Path, Path, Path]:
 
 
 def bench_corpus(corpus: Corpus, keys: list[str], *, repeat: int, workers: int, scratch: Path,
-                 budget: float, say: Callable[[str], None]) -> dict:
+                 budget: float, say: Callable[[str], None]) -> Json:
     """Time ``keys`` on ``corpus``, round-robin, ``repeat`` runs each.
 
     A method stops repeating once its runs took more than ``budget`` s after at least 3 runs,
@@ -336,7 +337,7 @@ BASELINES = {"zip-par": "zip -P{n}", "old-par": "old -P{n}", "zipkit-j1": "zipki
              "fastzip": "fastzip"}
 
 
-def _ratios(methods: dict) -> None:
+def _ratios(methods: Json) -> None:
     """Add speed-ups against the baselines and output size vs ``zip -6``.
 
     ``speedup_vs``: baseline median wall / method median wall; ``speedup_min_vs``: the same
@@ -356,14 +357,14 @@ def _ratios(methods: dict) -> None:
             m["size_vs_zip6"] = m["output_bytes"] / zip_out
 
 
-def _targets(name: str, methods: dict, n: int) -> list[dict]:
+def _targets(name: str, methods: Json, n: int) -> list[Json]:
     zk = methods.get("zipkit", {})
     sp, sm = zk.get("speedup_vs", {}), zk.get("speedup_min_vs", {})
 
-    def faster(what: str, base: str, limit: float) -> dict:
+    def faster(what: str, base: str, limit: float) -> Json:
         return _target(what, sp.get(base), ">=", limit, sm.get(base))
 
-    def slower(what: str, base: str, limit: float) -> dict:  # method / baseline
+    def slower(what: str, base: str, limit: float) -> Json:  # method / baseline
         value, best = sp.get(base), sm.get(base)
         return _target(what, value and 1 / value, "<=", limit, best and 1 / best)
 
@@ -387,7 +388,7 @@ def _targets(name: str, methods: dict, n: int) -> list[dict]:
 
 
 # -- printing ----------------------------------------------------------------------------------
-def table(name: str, res: dict) -> str:
+def table(name: str, res: Json) -> str:
     """The text table of one corpus."""
     n = res["workers"]
     base = [b for b in BASELINES if res["methods"].get(b, {}).get("median_s")]
@@ -416,12 +417,12 @@ def table(name: str, res: dict) -> str:
     return "\n".join(lines)
 
 
-def _psi(res: dict) -> str:
+def _psi(res: Json) -> str:
     a, b = res.get("cpu_pressure_before"), res.get("cpu_pressure_after")
     return "" if a is None or b is None else f"; CPU pressure {a:.0f}% -> {b:.0f}%"
 
 
-def show(result: dict) -> str:
+def show(result: Json) -> str:
     """The tables of a result (ratios and targets recomputed from the runs)."""
     out = []
     for case, res in result["cases"].items():
@@ -483,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.corpora or Path(tempfile.mkdtemp(prefix="zipkit-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
-    result: dict = {
+    result: Json = {
         "meta": {"started": datetime.now().isoformat(timespec="seconds"), "scale": scale, "repeat": repeat,
                  "workers": args.workers, "cpus": available_cpus(), "versions": _versions(),
                  "note": "whole processes, warm page cache, each run into a new empty folder after a sync, "

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import REPO, _fmt, _target, _target_lines, aligned, launch, pressure
+from .common import REPO, Json, _fmt, _target, _target_lines, aligned, launch, pressure
 
 __all__ = ["SHAPES", "SIZES", "bench_scale", "build_folder", "scale_text"]
 
@@ -103,7 +103,7 @@ def build_folder(root: Path, shape: str, n: int, log: Callable[[str], None] = la
     return folder
 
 
-def _measure(kind: str, folder: Path, out: Path, scratch: Path) -> dict:
+def _measure(kind: str, folder: Path, out: Path, scratch: Path) -> Json:
     data, markers = folder / "data", folder / "markers"
     res = scratch / "child.json"
     res.unlink(missing_ok=True)
@@ -121,7 +121,7 @@ def _measure(kind: str, folder: Path, out: Path, scratch: Path) -> dict:
     return {"wall_s": t.wall, "seconds": info.pop("seconds", t.wall), "peak_rss_bytes": t.maxrss, **info}
 
 
-def _check(kind: str, shape: str, n: int, m: dict, out: Path) -> None:
+def _check(kind: str, shape: str, n: int, m: Json, out: Path) -> None:
     stems = 1 if shape == "one-stem" else (n + 1) // 2
     bad = (kind == "scandir" and m["files"] != n or kind == "plan" and (m["stems"], m["files"]) != (stems, n)
            or kind == "run" and (m["stems"], m["failed"]) != (stems, 0)
@@ -131,11 +131,11 @@ def _check(kind: str, shape: str, n: int, m: dict, out: Path) -> None:
 
 
 def bench_scale(root: Path, sizes: tuple[int, ...] = SIZES, *, repeat: int = 3,
-                say: Callable[[str], None] = lambda s: None) -> dict:
+                say: Callable[[str], None] = lambda s: None) -> Json:
     """Time every kind on every shape and size, ``repeat`` rounds; medians, growth and targets."""
     folders = {(s, n): build_folder(root, s, n, say) for s in SHAPES for n in sizes}
     zip_ok = shutil.which("zip") is not None
-    runs: dict[tuple[str, int, str], list[dict]] = {}
+    runs: dict[tuple[str, int, str], list[Json]] = {}
     scratch = Path(tempfile.mkdtemp(prefix=".scale-", dir=root))
     psi0, count = pressure().get("cpu"), itertools.count()
     try:
@@ -156,7 +156,7 @@ def bench_scale(root: Path, sizes: tuple[int, ...] = SIZES, *, repeat: int = 3,
         t0 = time.perf_counter()
         shutil.rmtree(scratch, ignore_errors=True)
         say(f"  scale: removed the outputs in {time.perf_counter() - t0:.1f} s")
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict[str, Json]] = {}
     for (shape, n, kind), ms in runs.items():
         secs = [m["seconds"] if kind in ("plan", "scandir") else m["wall_s"] for m in ms]
         rows.setdefault(f"{shape}/{kind}", {})[str(n)] = {
@@ -174,21 +174,22 @@ def bench_scale(root: Path, sizes: tuple[int, ...] = SIZES, *, repeat: int = 3,
     return res
 
 
-def _marginal_bytes(row: dict) -> float | None:
+def _marginal_bytes(row: Json) -> float | None:
     ns = sorted(row, key=int)
     if len(ns) < 2:
         return None
     a, b = ns[-2], ns[-1]
-    return (row[b]["peak_rss_bytes"] - row[a]["peak_rss_bytes"]) / (int(b) - int(a))
+    return float(row[b]["peak_rss_bytes"] - row[a]["peak_rss_bytes"]) / (int(b) - int(a))
 
 
-def scale_targets(res: dict) -> list[dict]:
+def scale_targets(res: Json) -> list[Json]:
     """Issue 17's scale targets, at the largest size measured."""
     rows, top = res["rows"], str(max(res["sizes"]))
     out = []
 
     def at(key: str, field: str = "median_s") -> float | None:
-        return rows.get(key, {}).get(top, {}).get(field)
+        v = rows.get(key, {}).get(top, {}).get(field)
+        return None if v is None else float(v)
 
     for shape in SHAPES:
         plan, scan = at(f"{shape}/plan"), at(f"{shape}/scandir")
@@ -211,7 +212,7 @@ def scale_targets(res: dict) -> list[dict]:
     return out
 
 
-def scale_text(res: dict) -> str:
+def scale_text(res: Json) -> str:
     """The scale table: one line per shape, measurement and size."""
     head = ["shape", "measurement", "files", "median s", "min s", "us/file", "growth", "peak MiB"]
     body = []

@@ -103,9 +103,10 @@ def build_folder(root: Path, shape: str, n: int, log: Callable[[str], None] = la
     return folder
 
 
-def _measure(kind: str, folder: Path, out: Path, scratch: Path) -> Json:
+def _measure(kind: str, folder: Path, out: Path, scratch: Path) -> Json | str:
+    """The measurement's seconds, peak RSS and what it found; or why it failed."""
     data, markers = folder / "data", folder / "markers"
-    res = scratch / "child.json"
+    res, log = scratch / "child.json", scratch / "child.log"
     res.unlink(missing_ok=True)
     os.sync()
     if kind == "zip-r":
@@ -114,20 +115,21 @@ def _measure(kind: str, folder: Path, out: Path, scratch: Path) -> Json:
         argv = [sys.executable, "-c", _CHILD, kind, str(res), str(data), str(out),
                 str(markers) if markers.exists() else ""]
         cwd = REPO
-    t = launch(argv, cwd=cwd, stats=scratch / "launch.stats")
+    with open(log, "wb") as err:
+        t = launch(argv, cwd=cwd, stats=scratch / "launch.stats", stderr=err)
     if t.rc != 0:
-        raise SystemExit(f"scale: {kind} on {folder.name} failed with exit code {t.rc}")
+        return f"exit code {t.rc}: {log.read_text(errors='replace').strip()[-400:]}"
     info = json.loads(res.read_text()) if res.exists() else {}
     return {"wall_s": t.wall, "seconds": info.pop("seconds", t.wall), "peak_rss_bytes": t.maxrss, **info}
 
 
-def _check(kind: str, shape: str, n: int, m: Json, out: Path) -> None:
+def _check(kind: str, shape: str, n: int, m: Json, out: Path) -> str | None:
+    """Why the measurement's result is wrong (files, stems or archives miscounted), or None."""
     stems = 1 if shape == "one-stem" else (n + 1) // 2
     bad = (kind == "scandir" and m["files"] != n or kind == "plan" and (m["stems"], m["files"]) != (stems, n)
            or kind == "run" and (m["stems"], m["failed"]) != (stems, 0)
            or kind in ("run", "zip-r") and len(os.listdir(out)) != stems)
-    if bad:
-        raise SystemExit(f"scale: {kind} on {shape} x {n} is wrong: {m}, {len(os.listdir(out))} outputs")
+    return f"wrong result: {m}, {len(os.listdir(out))} outputs" if bad else None
 
 
 def bench_scale(root: Path, sizes: tuple[int, ...] = SIZES, *, repeat: int = 3,
@@ -136,19 +138,25 @@ def bench_scale(root: Path, sizes: tuple[int, ...] = SIZES, *, repeat: int = 3,
     folders = {(s, n): build_folder(root, s, n, say) for s in SHAPES for n in sizes}
     zip_ok = shutil.which("zip") is not None
     runs: dict[tuple[str, int, str], list[Json]] = {}
+    errors: dict[str, str] = {}  # "shape/kind/N" -> why; that measurement is not repeated
     scratch = Path(tempfile.mkdtemp(prefix=".scale-", dir=root))
     psi0, count = pressure().get("cpu"), itertools.count()
     try:
         for rep in range(repeat):
             for (shape, n), folder in folders.items():
                 for kind in KINDS:
-                    if kind == "zip-r" and (shape != "one-stem" or not zip_ok):
+                    key = f"{shape}/{kind}/{n}"
+                    if kind == "zip-r" and (shape != "one-stem" or not zip_ok) or key in errors:
                         continue
                     # each run into a new folder; earlier ones are deleted only at the end (see run.py)
                     out = scratch / f"out-{next(count)}"
                     out.mkdir()
                     m = _measure(kind, folder, out, scratch)
-                    _check(kind, shape, n, m, out)
+                    why = m if isinstance(m, str) else _check(kind, shape, n, m, out)
+                    if isinstance(m, str) or why is not None:
+                        errors[key] = str(why)
+                        say(f"  scale {key}: FAILED ({why})")
+                        continue
                     runs.setdefault((shape, n, kind), []).append(m)
                     say(f"  scale {rep + 1}/{repeat} {shape:8s} {n:>8,} {kind:8s} {m['seconds']:8.3f} s "
                         f"{m['peak_rss_bytes'] / MiB:6.0f} MiB")
@@ -168,7 +176,7 @@ def bench_scale(root: Path, sizes: tuple[int, ...] = SIZES, *, repeat: int = 3,
         for a, b in zip(ns, ns[1:]):
             sizes_[b]["growth"] = sizes_[b]["median_s"] / sizes_[a]["median_s"]
             sizes_[b]["size_growth"] = int(b) / int(a)
-    res = {"sizes": list(sizes), "repeat": repeat, "zip": zip_ok, "rows": rows,
+    res = {"sizes": list(sizes), "repeat": repeat, "zip": zip_ok, "rows": rows, "errors": errors,
            "cpu_pressure_before": psi0, "cpu_pressure_after": pressure().get("cpu")}
     res["targets"] = scale_targets(res)
     return res
@@ -229,6 +237,7 @@ def scale_text(res: Json) -> str:
              f"{_fmt(res['cpu_pressure_after'], '.0f')}%)", *aligned(head, body, left=2)]
     if not res["zip"]:
         lines.append("  skipped zip-r: zip not found on PATH")
+    lines += [f"  {key}: error: {why}" for key, why in res.get("errors", {}).items()]
     return "\n".join(lines + _target_lines(res["targets"]))
 
 

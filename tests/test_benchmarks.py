@@ -254,3 +254,27 @@ def test_issue17_selection_prints_one_target_table_and_writes_json(tmp_path: Pat
     assert any(ln.startswith("info") and "fastzip" in ln for ln in table)
     again = _bench("--show", str(out), module="benchmarks.issue17")
     assert again.returncode == 0 and again.stdout.strip().endswith(text.strip().splitlines()[-1])
+
+
+def test_scale_case_reports_a_failing_measurement_and_goes_on(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "zip").write_text("#!/bin/sh\necho zip is broken >&2\nexit 3\n")
+    os.chmod(bin_dir / "zip", 0o755)
+    out = tmp_path / "s.json"
+    p = _bench("--sizes", "100,200", "--repeat", "2", "--corpora", str(tmp_path / "c"), "--json", str(out),
+               module="benchmarks.scale", env={**os.environ, "PATH": str(bin_dir)})
+    assert p.returncode == 0, p.stderr
+    res = json.loads(out.read_text())
+    assert set(res["errors"]) == {"one-stem/zip-r/100", "one-stem/zip-r/200"}
+    assert "exit code 3: zip is broken" in res["errors"]["one-stem/zip-r/100"]
+    assert p.stderr.count("FAILED") == 2  # not run again in the second round
+    assert "one-stem/zip-r" not in res["rows"]
+    assert all(len(v["runs"]) == 2 for row in res["rows"].values() for v in row.values())
+    zip_target = next(t for t in res["targets"] if "zip -r" in t["what"])
+    assert zip_target["value"] is None and zip_target["ok"] is None  # n/a, not invented
+    assert "one-stem/zip-r/100: error: exit code 3" in p.stdout
+    # the trees are reused by the next run, not written again
+    again = _bench("--sizes", "100", "--repeat", "1", "--corpora", str(tmp_path / "c"), "--json", str(out),
+                   module="benchmarks.scale")
+    assert again.returncode == 0 and "writing" not in again.stderr

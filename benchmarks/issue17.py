@@ -27,7 +27,7 @@ from pathlib import Path
 from .common import REPO, Json, _fmt, _target, _versions, aligned, available_cpus
 from .corpora import build
 from .run import bench_corpus, table
-from .scale import SIZES, bench_scale, scale_text
+from .scale import SHAPES, SIZES, bench_scale, build_folder, scale_text
 
 __all__ = ["CASES", "main", "summary"]
 
@@ -95,9 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpora", type=Path, help="keep the corpora here and reuse them (default: temp)")
     p.add_argument("--json", type=Path, help="results (default benchmarks/results/<N>core-issue17.json)")
     p.add_argument("--show", type=Path, metavar="JSON", help="print the tables of an earlier run and exit")
+    p.add_argument("--prepare", action="store_true",
+                   help="only write the corpora into --corpora (to time the next run without writing them)")
     args = p.parse_args(argv)
     if args.show:
         print(show(json.loads(args.show.read_text())))
+        return 0
+    sizes = tuple(int(n) for n in args.scale_sizes.split(","))
+    if args.prepare:
+        if args.corpora is None:
+            p.error("--prepare needs --corpora DIR")
+        for case in CASES:
+            build(case, args.corpora, args.scale, log=print)
+        for shape in SHAPES:
+            for n in sizes:
+                build_folder(args.corpora, shape, n, print)
+        print(f"corpora ready in {args.corpora}")
         return 0
     path = args.json or REPO / "benchmarks" / "results" / f"{available_cpus()}core-issue17.json"
     t0 = time.perf_counter()
@@ -132,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
             save()
         say("-- scale")
         try:
-            sizes = tuple(int(n) for n in args.scale_sizes.split(","))
             r = bench_scale(root, sizes, repeat=args.scale_repeat, say=say)
             print(scale_text(r) + "\n", flush=True)
         except (OSError, SystemExit, RuntimeError) as e:

@@ -215,9 +215,14 @@ def test_issue17_selection_prints_one_target_table_and_writes_json(tmp_path: Pat
     from benchmarks.issue17 import CASES
 
     out = tmp_path / "i17.json"
-    p = _bench("--scale", "0.002", "--repeat", "1", "--scale-repeat", "1", "--scale-sizes", "200,400",
-               "--corpora", str(tmp_path / "c"), "--json", str(out), module="benchmarks.issue17")
+    sizes = ("--scale", "0.002", "--scale-sizes", "200,400", "--corpora", str(tmp_path / "c"))
+    prepared = _bench(*sizes, "--prepare", module="benchmarks.issue17")
+    assert prepared.returncode == 0, prepared.stderr
+    assert prepared.stdout.count("writing") == len(CASES) + 4 and not out.exists()
+    p = _bench(*sizes, "--repeat", "1", "--scale-repeat", "1", "--json", str(out),
+               module="benchmarks.issue17")
     assert p.returncode == 0, p.stderr
+    assert "writing" not in p.stderr  # the prepared corpora are reused: the timed run writes none
     res = json.loads(out.read_text())
     assert list(res["cases"]) == [*CASES, "scale"]
     for case, keys in CASES.items():

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-from .common import REPO, Json, _fmt, _target, _versions, aligned, available_cpus
+from .common import REPO, Json, _fmt, _target, _versions, aligned, available_cpus, purge_later
 from .corpora import build
 from .run import bench_corpus, table
 from .scale import SHAPES, SIZES, bench_scale, build_folder, scale_text
@@ -153,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         res["cases"]["scale"] = r
         save()
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if args.corpora is None:
-            shutil.rmtree(root, ignore_errors=True)
+        purge_later(scratch, *([] if args.corpora else [root]), say=say)
     save()
     print(summary(res), flush=True)
     say(f"results written to {path}; elapsed {res['meta']['elapsed_s']:.0f} s")

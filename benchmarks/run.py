@@ -45,6 +45,8 @@ from .common import (
     available_cpus,
     launch,
     pressure,
+    purge_later,
+    set_aside,
 )
 from .corpora import Corpus, MiB, build
 from .micro import bench_codecs, bench_startup, codecs_text, startup_text
@@ -319,8 +321,8 @@ def bench_corpus(corpus: Corpus, keys: list[str], *, repeat: int, workers: int, 
                     continue
             r.runs.append(o)
             say(f"  run {rep + 1}/{repeat} {k:18s} {o.wall:8.3f} s  {o.output_bytes / 1e6:9.2f} MB")
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(scratch / "kept", ignore_errors=True)
+    set_aside(out)  # deleted when the benchmark ends (see common.set_aside)
+    set_aside(scratch / "kept")
     methods = {k: r.summary(corpus.total_bytes) for k, r in results.items() if k not in skipped}
     _ratios(methods)
     return {
@@ -515,9 +517,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text + "\n", flush=True)
             save()
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if args.corpora is None:
-            shutil.rmtree(root, ignore_errors=True)
+        purge_later(scratch, *([] if args.corpora else [root]), say=say)
     say(f"results written to {args.json}")
     return 0
 

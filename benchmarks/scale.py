@@ -31,11 +31,21 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import REPO, Json, _fmt, _target, _target_lines, aligned, launch, pressure
+from .common import (
+    REPO,
+    Json,
+    _fmt,
+    _target,
+    _target_lines,
+    aligned,
+    launch,
+    pressure,
+    purge_later,
+    set_aside,
+)
 
 __all__ = ["SHAPES", "SIZES", "bench_scale", "build_folder", "scale_text"]
 
@@ -161,9 +171,7 @@ def bench_scale(root: Path, sizes: tuple[int, ...] = SIZES, *, repeat: int = 3,
                     say(f"  scale {rep + 1}/{repeat} {shape:8s} {n:>8,} {kind:8s} {m['seconds']:8.3f} s "
                         f"{m['peak_rss_bytes'] / MiB:6.0f} MiB")
     finally:
-        t0 = time.perf_counter()
-        shutil.rmtree(scratch, ignore_errors=True)
-        say(f"  scale: removed the outputs in {time.perf_counter() - t0:.1f} s")
+        set_aside(scratch)  # deleted when the benchmark ends (see common.set_aside)
     rows: dict[str, dict[str, Json]] = {}
     for (shape, n, kind), ms in runs.items():
         secs = [m["seconds"] if kind in ("plan", "scandir") else m["wall_s"] for m in ms]
@@ -254,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_scale(root, tuple(int(n) for n in args.sizes.split(",")), repeat=args.repeat,
                           say=lambda s: print(s, file=sys.stderr, flush=True))
     finally:
-        if args.corpora is None:
-            shutil.rmtree(root, ignore_errors=True)
+        purge_later(*([] if args.corpora else [root]), say=lambda s: print(s, file=sys.stderr))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=1))
     print(scale_text(res))

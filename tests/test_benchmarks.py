@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -26,6 +27,16 @@ def _bench(*args: str, env: dict[str, str] | None = None,
            module: str = "benchmarks.run") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
                           env=env, timeout=240)
+
+
+def _assert_outputs_deleted(corpora: Path, stderr: str) -> None:
+    """The run's outputs are deleted in the background after it ends: only the corpora stay."""
+    assert "deleting the outputs in the background (pid " in stderr
+    deadline = time.monotonic() + 120
+    while (left := sorted(p.name for p in corpora.iterdir() if p.name.startswith("."))) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == []
 
 
 @pytest.mark.slow
@@ -57,8 +68,7 @@ def test_run_writes_table_and_json_for_every_method(tmp_path: Path) -> None:
                                        if "zip" not in t["what"] or "zip-par" in case["methods"])
     assert "== mixed256" in p.stdout and "zipkit, defaults" in p.stdout and "x zipkit -j1" in p.stdout
     assert "== startup" in p.stdout and "== codecs" in p.stdout
-    leftovers = [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".scratch-")]
-    assert leftovers == []
+    _assert_outputs_deleted(tmp_path / "c", p.stderr)
 
 
 def test_missing_program_is_skipped_with_a_note(tmp_path: Path) -> None:
@@ -257,6 +267,7 @@ def test_issue17_selection_prints_one_target_table_and_writes_json(tmp_path: Pat
     measured = [t for r in res["cases"].values() for t in r["targets"] if t["value"] is not None]
     assert len(judged) == len(measured)
     assert any(ln.startswith("info") and "fastzip" in ln for ln in table)
+    _assert_outputs_deleted(tmp_path / "c", p.stderr)
     again = _bench("--show", str(out), module="benchmarks.issue17")
     assert again.returncode == 0 and again.stdout.strip().endswith(text.strip().splitlines()[-1])
 
@@ -279,6 +290,7 @@ def test_scale_case_reports_a_failing_measurement_and_goes_on(tmp_path: Path) ->
     zip_target = next(t for t in res["targets"] if "zip -r" in t["what"])
     assert zip_target["value"] is None and zip_target["ok"] is None  # n/a, not invented
     assert "one-stem/zip-r/100: error: exit code 3" in p.stdout
+    _assert_outputs_deleted(tmp_path / "c", p.stderr)
     # the trees are reused by the next run, not written again
     again = _bench("--sizes", "100", "--repeat", "1", "--corpora", str(tmp_path / "c"), "--json", str(out),
                    module="benchmarks.scale")

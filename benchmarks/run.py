@@ -213,9 +213,9 @@ class Outcome:
 
 def _run_once(cmd: Cmd, out: Path, scratch: Path) -> Outcome:
     # Each run gets a new empty folder; earlier runs' output is set aside, not deleted, until the
-    # benchmark ends (common.set_aside): thousands of files deleted just before a run make ext4 (without a journal, as
-    # here) skip the freed inodes when it allocates new ones, which charges every tool ~0.1-0.3 ms
-    # per file it creates, a cost of the benchmark rather than of any tool.
+    # benchmark ends (common.set_aside): thousands of files deleted just before a run make ext4
+    # (without a journal, as here) skip the freed inodes when it allocates new ones, which charges
+    # every tool ~0.1-0.3 ms per file it creates, a cost of the benchmark rather than of any tool.
     if out.exists():
         kept = scratch / "kept"
         kept.mkdir(exist_ok=True)

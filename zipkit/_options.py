@@ -223,7 +223,8 @@ def check_values(values: Mapping[str, Any], labels: Mapping[str, str] | None = N
     compression): the same values as the library uses them. ``labels`` names an option as the
     caller's user knows it (``--level``); :class:`BadValue` names the first one at fault."""
     labels = labels or {}
-    out = {name: by_name(name).check(v, labels.get(name)) if name in _BY_NAME else v
+    joint = ("level",)  # checked below, per compression: "level for bzip2 must be …"
+    out = {name: by_name(name).check(v, labels.get(name)) if name in _BY_NAME and name not in joint else v
            for name, v in values.items()}
     if "min_size_kb" in out or "max_size_kb" in out:
         out["min_size_kb"], out["max_size_kb"] = kib_range(

@@ -15,12 +15,15 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import _options as opt
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
 from ._schema import SCHEMA
 from ._signals import Stopped, exit_code, signal_name, stop_on_signals
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import SupportsWrite
 
 __all__ = ["build_parser", "exit_now", "main", "run_cli"]
 
@@ -33,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one readable line, no usage dump
         self.exit(EXIT_USAGE, f"zipkit: error: {message} (see zipkit --help)\n")
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         """--help, --version and usage text; a closed or broken stream is not an error (what
         Python 3.11's argparse does itself, and 3.10's does not)."""
         if message:

@@ -168,7 +168,7 @@ class ZipForm(FormLayout):
 
     # -- display -----------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = self.widget._repr_mimebundle_(**kwargs)
+        data: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
         data["text/plain"] = repr(self)  # short and stable: saved notebooks compare it
         return data
 
@@ -179,7 +179,7 @@ class ZipForm(FormLayout):
         """Show the form in the notebook (the same as leaving ``form`` last in a cell)."""
         from IPython.display import display
 
-        display(self)
+        display(self)  # type: ignore[no-untyped-call, unused-ignore]  # IPython: display() is not annotated
 
     # -- helpers -----------------------------------------------------------------------------
     def _guard(self, action: Callable[[], object], field: str | None = None) -> None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import ipywidgets as w
+import ipywidgets as w  # type: ignore[import-untyped, unused-ignore]  # ipywidgets ships no type hints
 
 from .. import _options as opt
 from .._errors import ZipkitError

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from . import _options as opt
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
+from ._options import CONVERTERS, OPTIONS, BadValue, Option, by_name, check_values
 from ._schema import SCHEMA
 from ._signals import Stopped, exit_code, signal_name, stop_on_signals
 
@@ -145,7 +145,7 @@ def _split(values: list[str] | None) -> list[str] | None:
 _SPLIT = frozenset({"extensions", "stem_extensions", "stems"})
 
 
-def _help(o: opt.Option) -> str:
+def _help(o: Option) -> str:
     """The option's help (``zipkit._options``) as plain text, with how to repeat it and its default."""
     text = re.sub(r"`([^`]*)`", r"\1", o.help).rstrip(".")
     if o.kind in ("extensions", "strings"):
@@ -155,7 +155,7 @@ def _help(o: opt.Option) -> str:
     return text
 
 
-def _how(o: opt.Option) -> dict[str, Any]:
+def _how(o: Option) -> dict[str, Any]:
     """The ``add_argument`` keywords for option ``o``, from its kind."""
     if o.kind == "bool":
         return {"action": "store_true"}
@@ -164,8 +164,8 @@ def _how(o: opt.Option) -> dict[str, Any]:
         how["action"] = "append"
     elif o.kind == "choice":
         how.update(choices=o.choices, metavar=None)
-    elif o.kind in opt.CONVERTERS:
-        how["type"] = opt.CONVERTERS[o.kind].argparse_type()
+    elif o.kind in CONVERTERS:
+        how["type"] = CONVERTERS[o.kind].argparse_type()
     if o.stage == "plan":  # run options stay None: a config's own value is kept unless one is given
         how["default"] = o.default
     return how
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[str, argparse._ActionsContainer] = {
         "": p, "stems": p.add_argument_group("stems"), "archives": p.add_argument_group("archives"),
         "run": p.add_argument_group("run")}
-    for o in opt.OPTIONS:  # the options of the library that the command line takes: from the table
+    for o in OPTIONS:  # the options of the library that the command line takes: from the table
         if o.cli:
             groups[o.group].add_argument(*o.cli, dest=o.name, help=_help(o), **_how(o))
     r = groups["run"]
@@ -218,13 +218,13 @@ def _is_config(path: str) -> bool:
 def _config_key(name: str) -> str:
     """The config key that sets the same thing as option ``name``: its ``zipkit:`` key, or the old
     key that feeds it."""
-    if opt.by_name(name).config:
+    if by_name(name).config:
         return f"zipkit.{name}"
     return next(s.key for s in SCHEMA if s.feeds == name)
 
 
 #: Options of the direct mode (``dest``: the option's name), and the config key that says the same thing.
-_CONFIG_KEYS = {o.name: _config_key(o.name) for o in opt.OPTIONS if o.cli and o.stage == "plan"}
+_CONFIG_KEYS = {o.name: _config_key(o.name) for o in OPTIONS if o.cli and o.stage == "plan"}
 
 
 def _given(argv: Sequence[str] | None) -> dict[str, str]:
@@ -254,9 +254,9 @@ def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser,
         parser.error("give the extensions to archive with --ext (e.g. --ext csv)")
     joint = ("min_size_kb", "max_size_kb", "level", "compression")
     try:  # the checks that join two options, named as the command line names them
-        opt.check_values({k: getattr(args, k) for k in joint},
-                         {k: opt.by_name(k).cli[-1] for k in joint})
-    except opt.BadValue as e:
+        check_values({k: getattr(args, k) for k in joint},
+                         {k: by_name(k).cli[-1] for k in joint})
+    except BadValue as e:
         parser.error(str(e))
     plan_kw: dict[str, Any] = {"source": args.source}
     for name in _CONFIG_KEYS:

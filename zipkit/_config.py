@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _options as opt
 from ._config_docs import schema_reference_markdown
 from ._config_read import (
     MAX_CONFIG_BYTES,
@@ -33,6 +32,8 @@ from ._config_read import (
 )
 from ._config_write import settings_to_yaml
 from ._errors import ConfigError, UsageError
+from ._options import CONVERTERS, EXTENSIONS, BadValue, choice, compression_level, kib_range
+from ._options import names as option_names
 from ._schema import BY_KEY, PLAN_ARGS, RUN_ARGS, SCHEMA, SECTIONS, Setting, children, unknown_key_message
 
 __all__ = [
@@ -82,12 +83,12 @@ def _converted(s: Setting, v: Any) -> Any:
     """``v`` checked by the converter of its kind (zipkit._options), as the library checks it."""
     try:
         if s.kind == "extensions":
-            opt.EXTENSIONS(v, s.key)
+            EXTENSIONS(v, s.key)
             return v  # the library normalises them; the config keeps them as written
         if s.kind == "choice":
-            return opt.choice(v, s.choices, s.key)
-        return opt.CONVERTERS[s.kind](v, s.key)
-    except opt.BadValue as e:
+            return choice(v, s.choices, s.key)
+        return CONVERTERS[s.kind](v, s.key)
+    except BadValue as e:
         note = "; null means no limit" if s.kind == "seconds" else ""
         raise _Bad(e.reason + note) from None
 
@@ -124,7 +125,7 @@ def _check_value(s: Setting, v: Any) -> Any:
         if not isinstance(v, bool):
             raise _Bad(f"expected true or false, got {type_name(v)}")
         return v
-    if kind in opt.CONVERTERS or kind == "choice":
+    if kind in CONVERTERS or kind == "choice":
         return _converted(s, v)
     if kind == "report":
         if isinstance(v, os.PathLike):
@@ -380,12 +381,12 @@ def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any]
     hi = settings["file_management.filename.filters.max_size_kb"]
     compression, level = settings["zipkit.compression"], settings["zipkit.level"]
     try:
-        opt.kib_range(lo, hi)
-    except opt.BadValue as e:
+        kib_range(lo, hi)
+    except BadValue as e:
         raise fail("file_management.filename.filters.min_size_kb", str(e)) from None
     try:
-        opt.compression_level(level, compression)
-    except opt.BadValue as e:
+        compression_level(level, compression)
+    except BadValue as e:
         raise fail("zipkit.level", str(e)) from None
     for key in ("parallel_processing.save_error_reports", "zipkit.save_error_reports"):
         if isinstance(settings[key], str):
@@ -399,7 +400,7 @@ def load_config(path: str | os.PathLike[str], overrides: str | Mapping[str, Any]
     else:
         settings_used = settings
     values = _option_values(settings_used)
-    plan_kwargs = {name: values[name] for name in opt.names("plan", everything=False)}
+    plan_kwargs = {name: values[name] for name in option_names("plan", everything=False)}
     run_kwargs = {name: values[name] for name in RUN_ARGS if name in values}
     unused = [s.key for s in SCHEMA if not s.used and origins[s.key] != "default"]
     if unused:

@@ -12,7 +12,8 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from . import _options as opt
+from ._options import LEVEL, MAX_KIB, MAX_TIMEOUT, MAX_WORKERS, OPTIONS, by_name
+from ._options import names as option_names
 
 __all__ = ["BY_KEY", "KINDS", "OLD_FED", "PLAN_ARGS", "RUN_ARGS", "SCHEMA", "SECTIONS", "SECTION_HELP",
            "Setting", "children", "unknown_key_message"]
@@ -49,10 +50,10 @@ KINDS: dict[str, str] = {
     "regex": "regex string or list of them",
     "text": "string",
     "bool": "true/false",
-    "level": f"integer ({opt.LEVEL.expected.removeprefix('an integer ')}, per compression)",
-    "kb": f"number (KiB, >= 0, at most {opt.MAX_KIB})",
-    "seconds": f"number (seconds, > 0, at most {opt.MAX_TIMEOUT} = 1 week)",
-    "workers": f"`auto` or integer from 1 to {opt.MAX_WORKERS}",
+    "level": f"integer ({LEVEL.expected.removeprefix('an integer ')}, per compression)",
+    "kb": f"number (KiB, >= 0, at most {MAX_KIB})",
+    "seconds": f"number (seconds, > 0, at most {MAX_TIMEOUT} = 1 week)",
+    "workers": f"`auto` or integer from 1 to {MAX_WORKERS}",
     "choice": "one of",
     "report": "true/false or path",
     "any": "any value",
@@ -61,10 +62,15 @@ KINDS: dict[str, str] = {
 
 _ROUTING = "accepted for compatibility with the old tool; not used by zipkit"
 
+def _same(key: str, option: str, default: Any = None, *, required: bool = False) -> Setting:
+    """An old key that says just what ``option`` says: its kind and help are the option's."""
+    o = by_name(option)
+    return Setting(key, o.kind, default, o.help, option, o.choices, required)
+
+
 #: The old zip_utilities schema, as the old tool named its keys.
 _OLD_KEYS: tuple[Setting, ...] = (
-    Setting("analysis.input_directory", "path", None,
-            "Folder of the files to zip (scanned once, not recursively).", "source", required=True),
+    _same("analysis.input_directory", "source", required=True),
     Setting("analysis.filename.extension", "extensions", None,
             "Extensions of the files to put in the archives (`csv` or `[csv, out]`; "
             "case-insensitive, with or without a dot).", "extensions", required=True),
@@ -74,20 +80,12 @@ _OLD_KEYS: tuple[Setting, ...] = (
     Setting("file_management.filename.extension", "extensions", None,
             "Extensions of the marker files (e.g. `[yml]`); needed with "
             "`file_management.input_directory`.", "stem_extensions"),
-    Setting("file_management.filename.pattern", "text", None,
-            "Marker filter: keep markers matching the glob `*PATTERN*`.", "pattern"),
-    Setting("file_management.filename.filters.contains", "strings", None,
-            "Marker filter: keep markers whose stem contains all of these.", "contains"),
-    Setting("file_management.filename.filters.not_contains", "strings", None,
-            "Marker filter: drop markers whose stem contains any of these.", "not_contains"),
-    Setting("file_management.filename.filters.regex", "regex", None,
-            "Marker filter: keep markers whose stem matches (`re.search`; a list matches any).",
-            "regex"),
-    Setting("file_management.filename.filters.min_size_kb", "kb", None,
-            "Marker filter: keep markers of at least this size.", "min_size_kb"),
-    Setting("file_management.filename.filters.max_size_kb", "kb", None,
-            "Marker filter: keep markers of at most this size (not less than `min_size_kb`).",
-            "max_size_kb"),
+    _same("file_management.filename.pattern", "pattern"),
+    _same("file_management.filename.filters.contains", "contains"),
+    _same("file_management.filename.filters.not_contains", "not_contains"),
+    _same("file_management.filename.filters.regex", "regex"),
+    _same("file_management.filename.filters.min_size_kb", "min_size_kb"),
+    _same("file_management.filename.filters.max_size_kb", "max_size_kb"),
     Setting("file_management.output_directory", "path", None,
             "Folder for the archives, created when missing. Null or absent: `results/` beside "
             "the config file.", "output"),
@@ -99,11 +97,8 @@ _OLD_KEYS: tuple[Setting, ...] = (
     Setting("parallel_processing.timeout_per_file", "seconds", None,
             "Time limit per stem (archive), in seconds; a stem past it is reported as timed out "
             "and leaves nothing behind. Null: no limit.", "timeout"),
-    Setting("parallel_processing.save_error_reports", "report", False,
-            "`true`: write failures as JSON in the output folder; a path: write them there.",
-            "save_error_reports"),
-    Setting("parallel_processing.progress_reporting", "bool", True,
-            "Show a progress bar weighted by bytes.", "progress"),
+    _same("parallel_processing.save_error_reports", "save_error_reports", False),
+    _same("parallel_processing.progress_reporting", "progress", True),
     Setting("default.config.overwrite.output", "bool", True,
             "`true`: write existing archives again, merged as zip does (`overwrite: always`); "
             "`false`: keep them (`overwrite: never`). `zipkit.overwrite` wins when set.", "overwrite"),
@@ -130,7 +125,7 @@ def _own_keys(old: tuple[Setting, ...]) -> tuple[Setting, ...]:
         if s.feeds:
             fed_by.setdefault(s.feeds, []).append(s.key)
     out: list[Setting] = []
-    for o in opt.OPTIONS:
+    for o in OPTIONS:
         if o.config:
             olds = fed_by.get(o.name, [])
             note = f" When set, it wins over {' and '.join(f'`{k}`' for k in olds)}." if olds else ""
@@ -166,8 +161,8 @@ SECTION_HELP = {
     "zipkit": "zipkit's own options (`zipkit:` section), named as in the library",
 }
 #: The arguments of :func:`zipkit.plan` / :func:`zipkit.run_plan` a config run may be given.
-PLAN_ARGS: tuple[str, ...] = tuple(n for n in opt.names("plan") if n != "inputs")
-RUN_ARGS: tuple[str, ...] = opt.names("run")
+PLAN_ARGS: tuple[str, ...] = tuple(n for n in option_names("plan") if n != "inputs")
+RUN_ARGS: tuple[str, ...] = option_names("run")
 
 
 def children(section: str) -> list[str]:

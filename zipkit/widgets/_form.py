@@ -22,8 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _options as opt
 from .._errors import UsageError, ZipkitError
+from .._options import check_values
 from .._plan import Plan, plan
 from .._report import Report, check_error_report_path
 from .._run import ProgressEvent, available_cpus, run_plan
@@ -115,7 +115,7 @@ class ZipForm(FormLayout):
         workers: int | str | None = None,
         config: str | os.PathLike[str] | None = None,
     ) -> None:
-        opt.check_values({"match": match, "compression": compression, "overwrite": overwrite, "level": level,
+        check_values({"match": match, "compression": compression, "overwrite": overwrite, "level": level,
                           "workers": workers})
         self.root: Path | None = Path(root).expanduser().resolve() if root is not None else None
         self.cpus = available_cpus()  # at call time, never at import

@@ -15,8 +15,8 @@ from typing import Any
 
 import ipywidgets as w  # type: ignore[import-untyped, unused-ignore]  # ipywidgets ships no type hints
 
-from .. import _options as opt
 from .._errors import ZipkitError
+from .._options import COMPRESSIONS, OVERWRITE_POLICIES, WORKERS
 from .._table import format_bytes
 from ._settings import DEFAULT_LEVEL as _DEFAULT_LEVEL
 from ._settings import MARKERS as _MARKERS
@@ -158,7 +158,7 @@ class FormLayout:
         self.output = text("output", "output folder", "empty: the source folder", output)
 
         # -- archive options -----------------------------------------------------------------
-        self.compression = self._tag(w.Dropdown(options=list(opt.COMPRESSIONS), value=compression,
+        self.compression = self._tag(w.Dropdown(options=list(COMPRESSIONS), value=compression,
                                                 description="compression", style=style), "compression")
         self.level = self._tag(w.Dropdown(options=[("default", _DEFAULT_LEVEL)], value=_DEFAULT_LEVEL,
                                           description="level", style={"description_width": "4em"},
@@ -171,7 +171,7 @@ class FormLayout:
                   "never": "never: skip existing archives",
                   "replace": "replace: rebuild, dropping other members"}
         self.overwrite = self._tag(w.Dropdown(
-            options=[(labels.get(p, p), p) for p in opt.OVERWRITE_POLICIES], value=overwrite,
+            options=[(labels.get(p, p), p) for p in OVERWRITE_POLICIES], value=overwrite,
             description="existing archives", style=style, layout=w.Layout(width="40em")), "overwrite")
         self.verify = self._tag(w.Checkbox(value=verify, description="verify every archive (CRCs)",
                                            indent=False, layout=w.Layout(width="auto")), "verify")
@@ -311,7 +311,7 @@ class FormLayout:
             self.level.value = current if current in allowed else _DEFAULT_LEVEL
 
     def _set_workers(self, workers: int | str) -> None:
-        workers = opt.WORKERS(workers, "workers") or "auto"
+        workers = WORKERS(workers, "workers") or "auto"
         self.workers.value = self.workers.max if workers == "auto" else min(int(workers), self.workers.max)
 
     def values(self) -> FormValues:

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _options as opt
 from .._errors import UsageError, ZipkitError
+from .._options import LEVELS, REGEX, WORKERS, by_name, check_values, compression_level
+from .._options import names as option_names
 from .._plan import TEMP_PREFIX
 
 __all__ = ["DEFAULT_LEVEL", "FIELD_WORDS", "MARKERS", "OWN", "FormError", "FormValues", "Loaded", "as_list",
@@ -72,7 +73,7 @@ def as_list(value: str | os.PathLike[str] | Sequence[str] | None) -> list[str]:
 
 def levels(compression: str) -> range:
     """The levels the level dropdown offers for ``compression``: zipkit._options.LEVELS."""
-    low, top = opt.LEVELS[compression]
+    low, top = LEVELS[compression]
     return range(low, top + 1)
 
 
@@ -170,7 +171,7 @@ def _is_folder(entry: os.DirEntry[str]) -> bool:
 
 
 def _default(name: str) -> Any:
-    return opt.by_name(name).default
+    return by_name(name).default
 
 
 @dataclasses.dataclass
@@ -260,8 +261,8 @@ def check(v: FormValues, root: Path | None = None) -> dict[str, str]:
         attempt("markers", lambda: folder(v.markers, "marker folder", root))
         if not v.marker_extensions:
             bad["marker_extensions"] = "pick at least one marker extension (e.g. yml)"
-        attempt("regex", lambda: opt.REGEX(v.regex.strip() or None, "stem regex"))
-    attempt("level", lambda: opt.compression_level(None if v.level == DEFAULT_LEVEL else v.level,
+        attempt("regex", lambda: REGEX(v.regex.strip() or None, "stem regex"))
+    attempt("level", lambda: compression_level(None if v.level == DEFAULT_LEVEL else v.level,
                                                    v.compression))
     return bad
 
@@ -296,16 +297,16 @@ def from_kwargs(plan_kw: dict[str, Any], run_kw: dict[str, Any] | None = None) -
     """
     kw = dict(plan_kw)
     run = dict(run_kw or {})
-    plan_names, run_names = set(opt.names("plan")), set(opt.names("run"))
+    plan_names, run_names = set(option_names("plan")), set(option_names("run"))
     unknown = sorted(set(kw) - plan_names) + sorted(set(run) - run_names)
     if unknown:
         raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
     for name in ("match", "overwrite", "compression"):  # None: the option's default
         if kw.get(name) is None:
             kw[name] = _default(name)
-    opt.check_values(kw)  # refused now, not at Zip (timeout, sizes … are kept for the run, as given)
+    check_values(kw)  # refused now, not at Zip (timeout, sizes … are kept for the run, as given)
     match, overwrite, compression = kw.pop("match"), kw.pop("overwrite"), kw.pop("compression")
-    workers = opt.WORKERS(run.pop("workers", None), "workers") or "auto"
+    workers = WORKERS(run.pop("workers", None), "workers") or "auto"
 
     source, output, stems_from = kw.pop("source", None), kw.pop("output", None), kw.pop("stems_from", None)
     level = kw.pop("level", None)

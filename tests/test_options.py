@@ -172,6 +172,14 @@ def test_a_new_row_in_the_table_is_a_config_key_a_flag_and_a_documented_setting(
         assert "--comment" in _cli.build_parser().format_help()
         assert _cli._CONFIG_KEYS["comment"] == "zipkit.comment"
         assert "`zipkit.comment`" in _config_docs.schema_reference_markdown()
+        import os, tempfile
+        from zipkit._config import load_config, settings_to_yaml
+        folder = tempfile.mkdtemp()
+        text = settings_to_yaml({"source": folder, "extensions": ["csv"], "comment": "hi"})
+        assert "comment: hi" in text, text
+        with open(os.path.join(folder, "c.yml"), "w") as f:
+            f.write(text)
+        assert load_config(os.path.join(folder, "c.yml")).plan_kwargs["comment"] == "hi"
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ._errors import UsageError
+from ._options import by_name
 from ._schema import BY_KEY, OLD_FED, PLAN_ARGS, RUN_ARGS, SCHEMA
 
 __all__ = ["settings_to_yaml"]
@@ -129,10 +130,11 @@ def settings_to_yaml(plan_kwargs: Mapping[str, Any], run_kwargs: Mapping[str, An
 
     if pk.get("overwrite") in ("update", "replace"):
         put("zipkit.overwrite", pk["overwrite"])
-    for s in SCHEMA:  # zipkit's own keys of plan() options that no old key says: when not default
-        value = pk.get(s.feeds)
-        if (s.key.startswith("zipkit.") and s.feeds in PLAN_ARGS and s.feeds not in OLD_FED
-                and value is not None and value != s.default and not (s.kind == "bool" and not value)):
+    for s in SCHEMA:  # zipkit's own keys of the options no old key says: when not the default
+        if not s.key.startswith("zipkit.") or s.feeds in OLD_FED or not by_name(s.feeds).config:
+            continue  # executor: said by its YAML spellings below
+        value = pk.get(s.feeds) if s.feeds in PLAN_ARGS else rk.get(s.feeds)
+        if value is not None and value != s.default and not (s.kind == "bool" and not value):
             put(s.key, _listed(value) if s.kind == "strings" else value)
     executor = rk.get("executor")
     if executor is not None:

@@ -30,11 +30,7 @@ from .._run import ProgressEvent, available_cpus, run_plan
 from .._signals import cancel_on_signals
 from .._table import format_bytes
 from ._layout import FormLayout, _esc
-from ._render import clock as _clock
-from ._render import downloads as _downloads
-from ._render import live_state as _live_state
-from ._render import stems as _stems
-from ._render import timing as _timing
+from ._render import clock, downloads, live_state, stems, timing
 from ._settings import MARKERS as _MARKERS
 from ._settings import FormError, check, form_words, from_kwargs, resolve_path
 from ._settings import as_list as _as_list
@@ -327,7 +323,7 @@ class ZipForm(FormLayout):
             self._stem_state = {s.stem: "queued" for s in p.to_write}
             self._started = time.monotonic()
             self._say(f"zipping {len(p.to_write)} stem(s), {format_bytes(p.total_bytes)} …", "busy")
-            self.stems.value = _stems(self._stem_state)
+            self.stems.value = stems(self._stem_state)
             report = run_plan(p, progress=self._on_progress, cancel=cancel, **run_kw)
             # JSON when a stem failed or a signal stops the process, not after a Cancel pressed here
             if report.failed or (report.cancelled and not self._cancelled_here):
@@ -348,7 +344,7 @@ class ZipForm(FormLayout):
 
     def _on_progress(self, ev: ProgressEvent) -> None:
         if ev.result is not None:
-            self._stem_state[ev.result.stem] = _live_state(ev.result.status)
+            self._stem_state[ev.result.stem] = live_state(ev.result.status)
         elif ev.stem is not None and self._stem_state.get(ev.stem) == "queued":
             self._stem_state[ev.stem] = "zipping"
         now = time.monotonic()
@@ -360,12 +356,12 @@ class ZipForm(FormLayout):
         pct = f" ({ev.bytes_done / ev.bytes_total:.0%})" if ev.bytes_total else ""
         failed = f", {ev.failed} failed" if ev.failed else ""
         elapsed = now - self._started
-        timing = _timing(ev.bytes_done, ev.bytes_total, elapsed)
+        eta = timing(ev.bytes_done, ev.bytes_total, elapsed)
         cancelling = " — cancelling …" if self._cancel is not None and self._cancel.is_set() else ""
-        self.progress_text.value = _esc(timing)
+        self.progress_text.value = _esc(eta)
         self._say(f"zipping: {ev.stems_done}/{ev.stems_total} stems, {format_bytes(ev.bytes_done)} of "
-                  f"{format_bytes(ev.bytes_total)}{pct}{failed}, {timing}{cancelling}", "busy")
-        self.stems.value = _stems(self._stem_state)
+                  f"{format_bytes(ev.bytes_total)}{pct}{failed}, {eta}{cancelling}", "busy")
+        self.stems.value = stems(self._stem_state)
 
     def _show_report(self, report: Report) -> None:
         self.report = report
@@ -374,13 +370,13 @@ class ZipForm(FormLayout):
             parts.append(f"<p class='zipkit-error-report'>error report: "
                          f"<code>{_esc(report.error_report)}</code></p>")
         self.result.value = "".join(parts)
-        self.downloads.value = _downloads(report)
+        self.downloads.value = downloads(report)
         for r in report.results:  # stems that never ran (cancelled) send no event of their own
-            self._stem_state[r.stem] = _live_state(r.status)
+            self._stem_state[r.stem] = live_state(r.status)
         elapsed = time.monotonic() - self._started
-        self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {_clock(elapsed)}, "
+        self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {clock(elapsed)}, "
                                         f"{format_bytes(report.throughput)}/s")
-        self.stems.value = _stems(self._stem_state)
+        self.stems.value = stems(self._stem_state)
         if report.deleted_files:  # the counts offered no longer hold: the deleted files are gone
             self._say_scan([self._safe_scan("source")])
         if report.cancelled:

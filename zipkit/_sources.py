@@ -66,7 +66,7 @@ def read_whole(f: SourceFile, stem: str) -> tuple[bytes, os.stat_result]:
     """
     fd, st = open_source(f, stem)
     try:
-        chunks = []
+        chunks: list[bytes] = []
         total = 0
         while total < st.st_size or not chunks:  # ask for one byte more: growth shows
             data = os.read(fd, st.st_size + 1 - total)

@@ -20,6 +20,13 @@ from typing import Literal
 
 from . import _options as opt
 from ._errors import NothingToDo, SourceError, UnsafeStemError, UsageError
+from ._options import COMPRESSIONS as COMPRESSIONS  # these seven: defined in _options, re-exported
+from ._options import MATCH_MODES as MATCH_MODES
+from ._options import OVERWRITE_POLICIES as OVERWRITE_POLICIES
+from ._options import ArchiveOptions as ArchiveOptions
+from ._options import Compression as Compression
+from ._options import MatchMode as MatchMode
+from ._options import Overwrite as Overwrite
 from ._table import format_bytes, html_table, text_table
 
 __all__ = [
@@ -34,14 +41,7 @@ __all__ = [
 
 log = logging.getLogger("zipkit")
 
-MatchMode = Literal["prefix", "contains"]
-Overwrite = Literal["always", "update", "never", "replace"]
 Action = Literal["create", "merge", "replace", "skip", "fail"]
-Compression = Literal["deflate", "stored", "bzip2", "lzma"]
-
-COMPRESSIONS = ("deflate", "stored", "bzip2", "lzma")
-OVERWRITE_POLICIES = ("always", "update", "never", "replace")
-MATCH_MODES = ("prefix", "contains")
 TEMP_PREFIX = ".zipkit-"
 TEMP_SUFFIX = ".tmp"
 
@@ -65,23 +65,6 @@ class SourceFile:
     @property
     def name(self) -> str:
         return self.path.name
-
-
-@dataclass(frozen=True)
-class ArchiveOptions:
-    """How each archive is written; the same for every stem of a plan."""
-
-    compression: Compression = "deflate"
-    level: int | None = None
-    deflate_backend: Literal["auto", "zlib", "isal"] = "auto"
-    verify: bool = False
-    delete_sources: bool = False
-    reproducible: bool = False
-    source_date_epoch: int | None = None
-    durable: bool = False
-    timeout: float | None = None
-    chunk_size: int = 1 << 20
-    threads: int = 1  # deflate threads per member (set by the run when stems < CPUs)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from ._compress import BLOCK, METHODS, Compressor, Packed, compressor, deflate_b
 from ._errors import ExistingArchiveError, SourceChangedError, StemError, StemTimeout, VerifyError
 from ._members import Stamp, pays, sample_incompressible, stamp
 from ._merge import Existing, carry_member, copy_preamble, open_existing
-from ._plan import ArchiveOptions, SourceFile, StemPlan
+from ._options import ArchiveOptions
+from ._plan import SourceFile, StemPlan
 from ._report import StemResult
 from ._sources import ReadLog, check_unchanged, open_source, read_whole, still_read_file
 from ._tempfiles import deleting as _deleting

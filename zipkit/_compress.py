@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ._errors import StemError
 from ._members import pays
-from ._plan import ArchiveOptions
+from ._options import ArchiveOptions
 
 __all__ = ["BLOCK", "METHODS", "Compressor", "Packed", "compressor", "deflate_backend", "pack",
            "raw_deflater"]

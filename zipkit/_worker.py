@@ -17,7 +17,8 @@ from typing import Any
 
 from . import _tempfiles
 from ._archive import write_archive
-from ._plan import ArchiveOptions, StemPlan
+from ._options import ArchiveOptions
+from ._plan import StemPlan
 from ._report import StemResult
 
 __all__ = ["init_worker", "run_batch", "run_indexed"]

@@ -31,17 +31,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ._errors import StemError
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no file locks, no stale-run detection
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunClosed", "RunTemps", "deleting", "remove_stale", "remove_temps", "run_open", "supervised",
-           "temp_file"]
+__all__ = ["TEMP_PREFIX", "TEMP_SUFFIX", "RunClosed", "RunTemps", "deleting", "is_temp_name", "remove_stale",
+           "remove_temps", "run_open", "supervised", "temp_file"]
 
 log = logging.getLogger("zipkit")
+
+TEMP_PREFIX = ".zipkit-"
+TEMP_SUFFIX = ".tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of zipkit's temp names (``.zipkit-….tmp``): never an input, never offered.
+
+    The one rule for the planner, the form's extension scan and the clean-up of runs that are gone.
+    """
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 LOCK_SUFFIX = ".lock" + TEMP_SUFFIX
 _NO_LOCKS = {errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF}
@@ -276,7 +286,7 @@ def remove_temps(output: Path, run_id: str) -> int:
 
 def _run_of(name: str) -> str | None:
     """The run id in a temp-area name (``.zipkit-RUN-…tmp`` or ``.zipkit-RUN.lock.tmp``)."""
-    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+    if not is_temp_name(name):
         return None
     rest = name[len(TEMP_PREFIX):]
     cut = min((i for i in (rest.find("-"), rest.find(".")) if i > 0), default=-1)

@@ -10,6 +10,7 @@ each stem.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,32 +64,43 @@ def contains_matcher(stems: Iterable[str]) -> Matcher:
 @dataclass
 class Grouping:
     """Files by stem (in scan order), files of no stem, files several stems fit (with those
-    stems, longest first), and per stem the files it shares with others (never deleted)."""
+    stems, longest first), and per stem the files it shares with others (never deleted).
+    ``groups`` is a list per stem (scan order), or for own stems a tuple sorted by name."""
 
-    groups: dict[str, list[SourceFile]] = field(default_factory=dict)
+    groups: dict[str, Sequence[SourceFile]] = field(default_factory=dict)
     unmatched: list[Path] = field(default_factory=list)
     contested: list[tuple[Path, tuple[str, ...]]] = field(default_factory=list)
     keep: dict[str, set[str]] = field(default_factory=dict)
 
 
 def group_own(files: Sequence[SourceFile], stems: Sequence[str]) -> Grouping:
-    """Own stems: each file under its stem (``stems[i]`` is the stem of ``files[i]``)."""
+    """Own stems: each file under its stem (``stems[i]`` is the stem of ``files[i]``); the
+    groups made by sorting (by stem, then name), not by a list per stem."""
     out = Grouping()
+    names = list(map(_NAME, files))
+    order = sorted(range(len(files)), key=names.__getitem__)
+    order.sort(key=stems.__getitem__)  # stable: by stem, then by name
     groups = out.groups
-    for f, stem in zip(files, stems):
-        g = groups.get(stem)
-        if g is None:
-            groups[stem] = [f]
-        else:
-            g.append(f)
+    i, n = 0, len(order)
+    while i < n:
+        stem = stems[order[i]]
+        j = i + 1
+        while j < n and stems[order[j]] == stem:
+            j += 1
+        groups[stem] = (files[order[i]],) if j == i + 1 else tuple(files[k] for k in order[i:j])
+        i = j
     return out
+
+
+_NAME = operator.itemgetter(1)  # SourceFile.name, at C speed
 
 
 def group(files: Sequence[SourceFile], wanted: Sequence[str],
           match: Literal["prefix", "contains"]) -> Grouping:
     """Given stems: each file under the longest stem it fits (``prefix``) or every one (``contains``)."""
     out = Grouping()
-    groups, unmatched, contested, keep = out.groups, out.unmatched, out.contested, out.keep
+    groups: dict[str, list[SourceFile]] = {}
+    unmatched, contested, keep = out.unmatched, out.contested, out.keep
     fits_of = prefix_matcher(wanted) if match == "prefix" else contains_matcher(wanted)
     for f in files:
         fits = fits_of(f.name)
@@ -107,4 +119,5 @@ def group(files: Sequence[SourceFile], wanted: Sequence[str],
             groups[fits[0]] = [f]
         else:
             g.append(f)
+    out.groups.update(groups)
     return out

@@ -9,19 +9,21 @@ two archive names could be one file on a file system that ignores case.
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import gc
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from . import _options as opt
 from . import _refusals as refuse
+from ._actions import Action, archive_action
 from ._errors import NothingToDo, SourceError, UnsafeStemError, UsageError
 from ._match import Grouping, group, group_own, match_stem
-from ._scan import Scan, SourceFile, folder, scan, select_markers
+from ._scan import Scan, SourceFile, as_list, folder, scan, select_markers
 from ._table import format_bytes, html_table, text_table
 from ._tempfiles import TEMP_PREFIX, TEMP_SUFFIX
 
@@ -32,7 +34,6 @@ __all__ = [
     "Plan",
     "SourceFile",
     "StemPlan",
-    "colliding",
     "match_stem",
     "normalize_extensions",
     "plan",
@@ -43,13 +44,11 @@ log = logging.getLogger("zipkit")
 
 MatchMode = Literal["prefix", "contains"]
 Overwrite = Literal["always", "update", "never", "replace"]
-Action = Literal["create", "merge", "replace", "skip", "fail"]
 Compression = Literal["deflate", "stored", "bzip2", "lzma"]
 
 COMPRESSIONS = ("deflate", "stored", "bzip2", "lzma")
 OVERWRITE_POLICIES = ("always", "update", "never", "replace")
 MATCH_MODES = ("prefix", "contains")
-colliding = refuse.colliding  # where the tests and callers have found it
 
 
 @dataclass(frozen=True)
@@ -69,8 +68,8 @@ class ArchiveOptions:
     threads: int = 1  # deflate threads per member (set by the run when stems < CPUs)
 
 
-@dataclass(frozen=True)
-class StemPlan:
+class StemPlan(tuple[str, tuple[SourceFile, ...], "Path | None", "Path | None", str, str, frozenset[str],
+                     tuple[str, ...], tuple[str, ...]]):
     """One stem: its files (sorted by name), its archive, and what the run will do with it.
 
     ``action`` is ``"create"`` (no archive yet), ``"merge"`` (an archive exists: its members
@@ -79,24 +78,90 @@ class StemPlan:
     ``"fail"`` (the file at ``archive`` is not a readable zip archive: it is kept and the stem
     fails); ``reason`` says why. ``keep`` names files that are never deleted (files shared
     with other stems in ``contains`` mode).
+
+    A frozen value, compared like a dataclass of these fields; compact (a tuple underneath; the
+    archive's ``Path`` is made when asked for), as a plan may hold hundreds of thousands.
     """
 
-    stem: str
-    files: tuple[SourceFile, ...]
-    archive: Path
-    action: Action = "create"
-    reason: str = ""
-    keep: frozenset[str] = frozenset()
-    kept: tuple[str, ...] = ()
-    dropped: tuple[str, ...] = ()
+    __slots__ = ()
 
-    @functools.cached_property
+    def __new__(cls, stem: str, files: tuple[SourceFile, ...], archive: Path, action: Action = "create",
+                reason: str = "", keep: frozenset[str] = frozenset(), kept: tuple[str, ...] = (),
+                dropped: tuple[str, ...] = ()) -> StemPlan:
+        return tuple.__new__(cls, (stem, files, archive, None, action, reason, keep, kept, dropped))
+
+    @classmethod
+    def _in(cls, out: Path, stem: str, files: tuple[SourceFile, ...], keep: frozenset[str]) -> StemPlan:
+        """A stem to create whose archive is ``out / f"{stem}.zip"`` (that ``Path`` made when asked for)."""
+        return tuple.__new__(cls, (stem, files, None, out, "create", "", keep, (), ()))
+
+    @property
+    def stem(self) -> str:
+        return self[0]
+
+    @property
+    def files(self) -> tuple[SourceFile, ...]:
+        return self[1]
+
+    @property
+    def archive(self) -> Path:
+        archive, out = self[2], self[3]
+        if archive is None:
+            assert out is not None
+            return out / f"{self[0]}.zip"
+        return archive
+
+    @property
+    def action(self) -> Action:
+        return self[4]  # type: ignore[return-value]  # one of Action, as made by __new__ or _in
+
+    @property
+    def reason(self) -> str:
+        return self[5]
+
+    @property
+    def keep(self) -> frozenset[str]:
+        return self[6]
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        return self[7]
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        return self[8]
+
+    @property
     def bytes(self) -> int:
-        return sum(f.size for f in self.files)
+        return sum(f.size for f in self[1])
 
-    @functools.cached_property
+    @property
     def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.files)
+        return tuple(f.name for f in self[1])
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self[0], self[1], self.archive, *self[4:])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StemPlan):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return StemPlan, self._fields()
+
+    def __repr__(self) -> str:
+        return "StemPlan(" + ", ".join(f"{k}={v!r}" for k, v in zip(_STEM_FIELDS, self._fields())) + ")"
+
+
+_STEM_FIELDS = ("stem", "files", "archive", "action", "reason", "keep", "kept", "dropped")
 
 
 @dataclass(frozen=True, repr=False)
@@ -215,82 +280,10 @@ def normalize_extensions(extensions: str | Iterable[str], what: str = "extension
     return out
 
 
-def _as_list(value: str | Sequence[str] | None, what: str) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{what}: expected a string or a list of strings, got {value!r}")
-    return list(value)
-
-
-def _members_word(n: int) -> str:
-    return f"{n} member{'s' if n != 1 else ''}"
-
-
 def plan_reads(p: Plan, also: Path) -> dict[str, str]:
     """Real path → what it is, for every file a run of ``p`` reads or writes (archives too)
     that could be ``also``."""
     return refuse.reads_of_run(p.stems, p.inputs, also)
-
-
-def _archive_action(archive: Path, files: tuple[SourceFile, ...], exists: bool,
-                    overwrite: Overwrite, check_crc: bool = False,
-                    ) -> tuple[Action, str, tuple[str, ...], tuple[str, ...]]:
-    """What to do with ``archive``: action, reason, members to keep, members to drop.
-
-    An existing archive is read (its directory; every CRC too when ``check_crc``): anything
-    there that is not a readable zip archive fails the stem under every policy.
-    """
-    if not exists:
-        return "create", "", (), ()
-    from ._errors import ExistingArchiveError
-    from ._merge import read_existing, uncheckable
-
-    try:
-        got = read_existing(archive)
-    except ExistingArchiveError as e:
-        return "fail", str(e), (), ()
-    if got is None:  # gone since the listing
-        return "create", "", (), ()
-    infos, st = got
-    names = {f.name for f in files}
-    kept = tuple(i.filename for i in infos if i.filename not in names)
-    if overwrite == "never":
-        return "skip", "archive exists", (), ()
-    if overwrite == "replace":
-        return "replace", f"replace: {_members_word(len(kept))} dropped", (), kept
-    # a member the merge would carry but cannot check fails the stem: said now, not at run time
-    why = next((w for i in infos if i.filename not in names and (w := uncheckable(i, archive))), None)
-    merge = f"merge: {_members_word(len(kept))} kept"
-
-    def merging(reason: str) -> tuple[Action, str, tuple[str, ...], tuple[str, ...]]:
-        return ("fail", why, (), ()) if why else ("merge", reason, kept, ())
-
-    if overwrite == "always":
-        return merging(merge)
-    # update: skip only an archive newer than every file of this run that holds all their names
-    sizes = {i.filename: i.file_size for i in infos}
-    if not names <= set(sizes):
-        return merging(f"{merge} (new members)")
-    if any(sizes[f.name] != f.size for f in files):
-        return merging(f"{merge} (a member's size differs)")
-    if any(f.mtime_ns > st.st_mtime_ns for f in files):
-        return merging(f"{merge} (a member is newer)")
-    if check_crc:  # verify on: trust no archive unread
-        import zipfile
-        import zlib
-
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                bad = zf.testzip()
-        except (OSError, zipfile.BadZipFile, ValueError, zlib.error, EOFError, RuntimeError,
-                NotImplementedError) as e:  # RuntimeError: encrypted; NotImplementedError: a method
-            bad = f"? ({type(e).__name__})"
-        if bad is not None:  # rebuilt: this run's files replace it, others are checked as carried
-            return merging(f"{merge} (existing archive corrupt: bad CRC in {bad})")
-    return "skip", "up to date", (), ()
 
 
 def plan(
@@ -379,14 +372,16 @@ def plan(
         raise SourceError(f"output is not a folder: {out}", path=out)
     read_too = [Path(p) for p in inputs]
     wanted, marker_folder = _wanted_stems(stems, stems_from, stem_extensions, read_too, pattern=pattern,
-                           contains=_as_list(contains, "contains"),
-                           not_contains=_as_list(not_contains, "not_contains"), regex=regex,
+                           contains=as_list(contains, "contains"),
+                           not_contains=as_list(not_contains, "not_contains"), regex=regex,
                            min_size_kb=min_size_kb, max_size_kb=max_size_kb)
-    found, out_names = _scan_folders(src, out, exts, own_stems=wanted is None)
-    grouping = group_own(found.files, found.stems) if wanted is None else group(found.files, wanted, match)
-    stem_plans = _stem_plans(grouping, out, out_names, overwrite, options, found.ignored)
+    with _collector_paused():
+        found, out_names = _scan_folders(src, out, exts, own_stems=wanted is None)
+        grouping = (group_own(found.files, found.stems) if wanted is None
+                    else group(found.files, wanted, match))
+        stem_plans = _stem_plans(grouping, out, out_names, overwrite, options, found.ignored)
     # Inputs are never outputs, and no two stems may write one file: refused before any work.
-    refuse.refuse_inputs_as_outputs(stem_plans, read_too)
+    refuse.refuse_inputs_as_outputs(stem_plans, read_too, extensions=exts, links=found.links)
     refuse.refuse_same_files(stem_plans, read_too, out_names)
     refuse.refuse_colliding_names(out, stem_plans)
 
@@ -442,7 +437,7 @@ def _wanted_stems(stems: Iterable[str] | None, stems_from: str | os.PathLike[str
     archives join ``read_too``."""
     marker_folder = None
     if stems is not None:
-        wanted = _as_list(list(stems), "stems")
+        wanted = as_list(list(stems), "stems")
     elif stems_from is not None:
         if not stem_extensions:
             raise UsageError("stems_from needs stem_extensions (the marker files' extensions)")
@@ -463,17 +458,32 @@ def _wanted_stems(stems: Iterable[str] | None, stems_from: str | os.PathLike[str
     return wanted, marker_folder
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while the plan's values are built: a few objects
+    per file and no cycle among them, which its full passes over the growing heap would walk
+    again and again (measured: a third of planning 200,000 files)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _scan_folders(src: Path, out: Path, exts: Sequence[str], *, own_stems: bool) -> tuple[Scan, set[str]]:
     """Step 3: one scan of the source (each file's stem too, for own stems) and the names in
-    the output folder (the same listing when it is the source)."""
+    the output folder that an archive can have, ``*.zip`` in any case (the same listing when
+    it is the source)."""
     same_folder = out.is_dir() and os.path.realpath(out) == os.path.realpath(src)
     found = scan(src, exts, stems=own_stems)
     if same_folder:
-        return found, found.names
+        return found, found.zips
     if not out.is_dir():
         return found, set()
     with os.scandir(out) as it:
-        return found, {e.name for e in it}
+        return found, {e.name for e in it if e.name[-4:].lower() == ".zip"}
 
 
 def _stem_plans(grouping: Grouping, out: Path, out_names: set[str], overwrite: Overwrite,
@@ -483,6 +493,7 @@ def _stem_plans(grouping: Grouping, out: Path, out_names: set[str], overwrite: O
     stem_plans = []
     keys = refuse.zip_keys(out_names)
     keep = grouping.keep
+    new = StemPlan._in
     for stem in sorted(grouping.groups):
         group_files = grouping.groups[stem]
         try:
@@ -491,20 +502,17 @@ def _stem_plans(grouping: Grouping, out: Path, out_names: set[str], overwrite: O
             for f in group_files:
                 ignored.append((f.path, f"stem {stem!r} would escape the output folder"))
             continue
-        if len(group_files) > 1:
-            group_files.sort(key=_by_name)
-        files = tuple(group_files)
+        files = group_files if isinstance(group_files, tuple) else tuple(sorted(group_files, key=_by_name))
         name = f"{stem}.zip"
-        archive = out / name
-        exists = refuse.archive_exists(archive, name, out_names, keys)
-        if exists:
-            action, reason, kept_names, dropped = _archive_action(archive, files, exists, overwrite,
+        if name in out_names or (keys and refuse.archive_exists(out / name, name, out_names, keys)):
+            archive = out / name
+            exists = True
+            action, reason, kept_names, dropped = archive_action(archive, files, exists, overwrite,
                                                                   check_crc=options.verify)
             stem_plans.append(StemPlan(stem, files, archive, action, reason,
                                        frozenset(keep.get(stem, ())), kept_names, dropped))
         else:
-            stem_plans.append(StemPlan(stem, files, archive, keep=frozenset(keep[stem]) if stem in keep
-                                       else _NO_NAMES))
+            stem_plans.append(new(out, stem, files, frozenset(keep[stem]) if stem in keep else _NO_NAMES))
     return stem_plans
 
 

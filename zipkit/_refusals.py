@@ -26,6 +26,7 @@ __all__ = ["ANOTHER_NAME", "archive_exists", "check_stem", "colliding", "folds",
            "reads", "reads_of_run", "refuse_colliding_names", "refuse_inputs_as_outputs", "refuse_same_files",
            "zip_keys"]
 
+_NT = os.name == "nt"  # elsewhere a path is absolute only when it starts with "/", refused anyway
 ANOTHER_NAME = "a link, or a spelling that this file system takes for it"
 
 
@@ -58,14 +59,15 @@ class RealPaths:
 
 
 def reads(stem_plans: Sequence[StemLike], others: Sequence[Path], real: RealPaths,
-          names: set[str]) -> dict[str, str]:
+          names: set[str], *, sources: bool = True) -> dict[str, str]:
     """Real path → what it is, for the files the run reads (sources, markers, the config)
     whose base name is one of ``names`` (only those can be one of the run's outputs).
 
     A source that is a link is known by its resolved target; the link itself is never written.
+    ``sources=False``: the caller knows that no source can be one (the sources are not looked at).
     """
     found: dict[str, str] = {}
-    for sp in stem_plans:
+    for sp in stem_plans if sources else ():
         for f in sp.files:
             target = f.target
             if target is None:
@@ -93,10 +95,21 @@ def identities(stem_plans: Sequence[StemLike], others: Sequence[Path]) -> dict[t
     return ids
 
 
-def refuse_inputs_as_outputs(stem_plans: Sequence[StemLike], others: Sequence[Path]) -> None:
-    """UsageError when a stem's archive is a file this run reads (a source, marker, config)."""
+def refuse_inputs_as_outputs(stem_plans: Sequence[StemLike], others: Sequence[Path], *,
+                             extensions: Sequence[str] | None = None, links: int = 0) -> None:
+    """UsageError when a stem's archive is a file this run reads (a source, marker, config).
+
+    ``extensions`` (of the sources) and ``links`` (how many sources are links): without links,
+    a source can be an archive only when its name can end in ``.zip``, so only then are the
+    sources looked at.
+    """
+    sources = (extensions is None or links > 0
+               or any(e == "zip" or e.endswith(".zip") for e in extensions))
+    if not sources and not others:
+        return
     real = RealPaths()
-    found = reads(stem_plans, others, real, {f"{sp.stem}.zip" for sp in stem_plans})
+    names = {f"{sp.stem}.zip" for sp in stem_plans}
+    found = reads(stem_plans, others, real, names, sources=sources)
     if not found:
         return
     for sp in stem_plans:
@@ -163,7 +176,8 @@ def reads_of_run(stem_plans: Sequence[StemLike], inputs: Sequence[Path], also: P
 
 def check_stem(stem: str) -> None:
     """UnsafeStemError unless ``stem`` names a file inside the output folder."""
-    if not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem or os.path.isabs(stem):
+    if (not stem or stem in (".", "..") or "/" in stem or "\\" in stem or "\0" in stem
+            or (_NT and os.path.isabs(stem))):
         raise UnsafeStemError(f"stem {stem!r} would escape the output folder; refused", stem=stem)
 
 
@@ -223,6 +237,9 @@ def folds(where: Path, a: str, b: str) -> bool:
 
 def refuse_colliding_names(out: Path, stem_plans: Sequence[StemLike]) -> None:
     """UsageError when two archive names are one file on the output folder's file system."""
+    joined = "/".join([sp.stem for sp in stem_plans])  # no stem holds a "/"
+    if joined.isascii() and len(set(joined.lower().split("/"))) == len(stem_plans):
+        return  # ASCII stems that differ in lower case: nothing could collide (a quick look)
     names = [f"{sp.stem}.zip" for sp in stem_plans]
     if not colliding(names, True, True):  # nothing could collide: no probe
         return

@@ -13,14 +13,14 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._errors import SourceError, UsageError
 from ._tempfiles import is_temp_name
 
-__all__ = ["Scan", "SourceFile", "folder", "list_folder", "scan", "select_markers", "split_ext"]
+__all__ = ["Scan", "SourceFile", "as_list", "folder", "list_folder", "scan", "select_markers", "split_ext"]
 
 _Fields = tuple[Path, str, int, int, int, int, int, "Path | None"]
 
@@ -124,21 +124,21 @@ def list_folder(where: Path) -> list[os.DirEntry[str]]:
 
 @dataclass
 class Scan:
-    """What one scan found: the files, the entries left out with why, every name listed, and
-    (when asked for) each file's stem under its extension, in the order of ``files``."""
+    """What one scan found: the files, the entries left out with why, the names listed that
+    end in ``.zip`` in any case (the only ones an archive can have), each file's stem under
+    its extension in the order of ``files`` (when asked for), and how many files are links."""
 
     files: list[SourceFile] = field(default_factory=list)
     ignored: list[tuple[Path, str]] = field(default_factory=list)
-    names: set[str] = field(default_factory=set)
+    zips: set[str] = field(default_factory=set)
     stems: list[str] = field(default_factory=list)
+    links: int = 0  # files that are links (to a file inside the folder)
 
 
 _NOT_UTF8 = "the name is not valid UTF-8 (undecodable bytes), so it cannot be written into a zip"
 
 
 def _utf8(name: str) -> bool:
-    if name.isascii():
-        return True
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -155,53 +155,52 @@ def scan(where: Path, extensions: Sequence[str], *, skip_names: frozenset[str] =
     also record each file's stem (``Scan.stems``).
     """
     out = Scan()
-    entries = list_folder(where)
-    out.names = {e.name for e in entries}
-    dotted = tuple("." + ext for ext in extensions)
+    try:
+        with os.scandir(where) as entries:  # not listed first: each entry is dropped once seen
+            _scan_entries(entries, where, extensions, skip_names, stems, out)
+    except OSError as e:  # the loop catches its own: this is the listing's
+        raise SourceError(f"cannot list {where}: {e.strerror}", path=where) from e
+    return out
+
+
+def _scan_entries(entries: Iterator[os.DirEntry[str]], where: Path, extensions: Sequence[str],
+                  skip_names: frozenset[str], stems: bool, out: Scan) -> None:
+    dotted = tuple("." + ext for ext in extensions)  # longest first, as split_ext tries them
     exts = frozenset(extensions)
-    real_root: str | None = None
-    new = SourceFile._in
+    one, cut = len(dotted) == 1, len(dotted[0])
+    roots: dict[str, str] = {}
+    new, sf = tuple.__new__, SourceFile
     dev0 = -1
-    files, keep_stem = out.files, out.stems.append
-    for entry in entries:
+    ignored, add, add_stem, zips = out.ignored, out.files.append, out.stems.append, out.zips
+    for entry in entries:  # the loop runs once per entry: split_ext and the checks inline
         name = entry.name
         low = name.lower()
-        if not low.endswith(dotted):
+        if low.endswith(".zip"):
+            zips.add(name)
+        if one:
+            stem = name[:-cut] if low.endswith(dotted) and len(name) > cut else None
+        else:
+            stem = next((name[:-len(d)] for d in dotted if low.endswith(d) and len(name) > len(d)), None)
+        if stem is None:
             if name[:1] == "." and low[1:] in exts:
-                out.ignored.append((where / name, "no stem: the name is only the extension"))
+                ignored.append((where / name, "no stem: the name is only the extension"))
             continue
-        stem = split_ext(name, extensions)
-        if stem is None:  # only the extension: a longer one did not fit and no shorter one does
-            if name[:1] == "." and low[1:] in exts:
-                out.ignored.append((where / name, "no stem: the name is only the extension"))
-            continue
-        why = ("" if _utf8(name) else _NOT_UTF8) or ("zipkit temp file" if is_temp_name(name) else "") \
-            or ("an archive this run writes" if name in skip_names else "")
-        if why:
-            out.ignored.append((where / name, why))
-            continue
-        target = None
-        try:
-            if entry.is_symlink():
-                if real_root is None:
-                    real_root = os.path.realpath(where)
-                resolved = os.path.realpath(entry.path)
-                if not os.path.isfile(resolved):
-                    out.ignored.append((where / name, "symlink to something that is not a regular file"))
-                    continue
-                if os.path.commonpath([real_root, resolved]) != real_root:
-                    out.ignored.append((where / name, "symlink to a file outside the source folder"))
-                    continue
-                target = Path(resolved)
-                st = os.stat(resolved)
-            elif entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-            else:
-                kind = "folder" if entry.is_dir(follow_symlinks=False) else "not a regular file"
-                out.ignored.append((where / name, kind))
+        if not name.isascii() or name[0] == "." or skip_names:  # else: nothing to leave out
+            why = _left_out(name, skip_names)
+            if why:
+                ignored.append((where / name, why))
                 continue
+        try:
+            if entry.is_file(follow_symlinks=False):  # the kind from the listing: no stat
+                st, target = entry.stat(follow_symlinks=False), None
+            else:
+                got = _not_plain(entry, where, roots, ignored)
+                if got is None:
+                    continue
+                st, target = got
+                out.links += 1
         except OSError as e:  # vanished between listing and stat
-            out.ignored.append((where / name, f"cannot stat: {e.strerror}"))
+            ignored.append((where / name, f"cannot stat: {e.strerror}"))
             continue
         dev, mtime, ctime = st.st_dev, st.st_mtime_ns, st.st_ctime_ns
         if dev == dev0:  # one int object per folder, not per file
@@ -210,10 +209,42 @@ def scan(where: Path, extensions: Sequence[str], *, skip_names: frozenset[str] =
             dev0 = dev
         if ctime == mtime:  # usual for files written once
             ctime = mtime
-        files.append(new((where, name, st.st_size, mtime, dev, st.st_ino, ctime, target)))
+        add(new(sf, (where, name, st.st_size, mtime, dev, st.st_ino, ctime, target)))
         if stems:
-            keep_stem(stem)
-    return out
+            add_stem(stem)
+
+
+def _left_out(name: str, skip_names: frozenset[str]) -> str:
+    """Why a file of a matching name is left out ("": it is not)."""
+    if not name.isascii() and not _utf8(name):
+        return _NOT_UTF8
+    if is_temp_name(name):
+        return "zipkit temp file"
+    if name in skip_names:
+        return "an archive this run writes"
+    return ""
+
+
+def _not_plain(entry: os.DirEntry[str], where: Path, roots: dict[str, str],
+               ignored: list[tuple[Path, str]]) -> tuple[os.stat_result, Path] | None:
+    """An entry that is not a regular file: a link to a regular file inside ``where``'s tree
+    gives its target's stat and path; anything else joins ``ignored`` (None)."""
+    name = entry.name
+    if entry.is_symlink():
+        real_root = roots.get("")
+        if real_root is None:
+            real_root = roots[""] = os.path.realpath(where)
+        resolved = os.path.realpath(entry.path)
+        if not os.path.isfile(resolved):
+            ignored.append((where / name, "symlink to something that is not a regular file"))
+            return None
+        if os.path.commonpath([real_root, resolved]) != real_root:
+            ignored.append((where / name, "symlink to a file outside the source folder"))
+            return None
+        return os.stat(resolved), Path(resolved)
+    kind = "folder" if entry.is_dir(follow_symlinks=False) else "not a regular file"
+    ignored.append((where / name, kind))
+    return None
 
 
 def _marker_files(where: Path, extensions: Sequence[str], *, sized: bool) -> list[tuple[str, int]]:
@@ -229,6 +260,17 @@ def _marker_files(where: Path, extensions: Sequence[str], *, sized: bool) -> lis
                     if split_ext(e.name, extensions) is not None and not is_temp_name(e.name)
                     and e.is_file(follow_symlinks=False)]
     return [(f.name, f.size) for f in scan(where, extensions).files]
+
+
+def as_list(value: str | Sequence[str] | None, what: str) -> list[str]:
+    """A marker filter's value (one string, a list of them, or None) as a list; UsageError otherwise."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{what}: expected a string or a list of strings, got {value!r}")
+    return list(value)
 
 
 def select_markers(

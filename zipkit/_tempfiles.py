@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._errors import StemError
@@ -71,10 +71,10 @@ _local = threading.local()  # the run id whose task this thread is running (see 
 _busy: dict[str, int] = {}  # run id → its tasks in this process deleting sources right now
 _idle = threading.Condition(_lock)
 _live_marks: set[int] = set()  # descriptors of this process's held live marks
-_run_alive: list = []  # a pool worker's check that its run's process is still its parent
+_run_alive: list[Callable[[], bool]] = []  # a pool worker's check that its run's process is still its parent
 
 
-def watch_run(alive) -> None:
+def watch_run(alive: Callable[[], bool]) -> None:
     """In a pool worker: ``alive()`` says whether the run's process lives; once it is false, the
     gates refuse new temp files and deletions, even though the dead run's live mark is still there."""
     _run_alive[:] = [alive]
@@ -379,7 +379,8 @@ class RunTemps:
             _closed.add(self.run_id)
             _owned.pop(self.run_id, None)
             fd, self.fd = self.fd, None
-            _live_marks.discard(fd)  # type: ignore[arg-type]
+            if fd is not None:
+                _live_marks.discard(fd)
             _idle.wait_for(lambda: not _busy.get(self.run_id), timeout=CLOSE_WAIT)
             _busy.pop(self.run_id, None)
             if fd is not None:

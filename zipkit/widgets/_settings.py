@@ -15,8 +15,9 @@ from typing import Any
 
 from .. import _options as opt
 from .._errors import UsageError, ZipkitError
-from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, TEMP_PREFIX, plan
+from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, plan
 from .._run import run_plan
+from .._tempfiles import is_temp_name
 
 __all__ = ["DEFAULT_LEVEL", "FIELD_WORDS", "MARKERS", "OWN", "FormError", "FormValues", "Loaded", "as_list",
            "browse", "check", "folder", "form_words", "from_kwargs", "levels", "plan_kwargs", "resolve_path",
@@ -41,7 +42,7 @@ def scan_extensions(folder: str | os.PathLike[str]) -> list[tuple[str, int, int]
     with os.scandir(folder) as entries:
         for e in entries:
             name = e.name
-            if name.startswith(TEMP_PREFIX) or "." not in name.lstrip("."):
+            if is_temp_name(name) or "." not in name.lstrip("."):  # the planner's own rule
                 continue
             try:
                 if not e.is_file():

@@ -68,8 +68,8 @@ class ArchiveOptions:
     threads: int = 1  # deflate threads per member (set by the run when stems < CPUs)
 
 
-class StemPlan(tuple[str, tuple[SourceFile, ...], "Path | None", "Path | None", str, str, frozenset[str],
-                     tuple[str, ...], tuple[str, ...]]):
+class StemPlan(tuple[str, "tuple[SourceFile, ...] | SourceFile", "Path | None", "Path | None", str, str,
+                     frozenset[str], tuple[str, ...], tuple[str, ...]]):
     """One stem: its files (sorted by name), its archive, and what the run will do with it.
 
     ``action`` is ``"create"`` (no archive yet), ``"merge"`` (an archive exists: its members
@@ -92,8 +92,11 @@ class StemPlan(tuple[str, tuple[SourceFile, ...], "Path | None", "Path | None", 
 
     @classmethod
     def _in(cls, out: Path, stem: str, files: tuple[SourceFile, ...], keep: frozenset[str]) -> StemPlan:
-        """A stem to create whose archive is ``out / f"{stem}.zip"`` (that ``Path`` made when asked for)."""
-        return tuple.__new__(cls, (stem, files, None, out, "create", "", keep, (), ()))
+        """A stem to create whose archive is ``out / f"{stem}.zip"`` (that ``Path`` made when asked for).
+
+        A stem of one file holds the file itself, not a tuple of it (a stem per file is common)."""
+        one: tuple[SourceFile, ...] | SourceFile = files[0] if len(files) == 1 else files
+        return tuple.__new__(cls, (stem, one, None, out, "create", "", keep, (), ()))
 
     @property
     def stem(self) -> str:
@@ -101,7 +104,8 @@ class StemPlan(tuple[str, tuple[SourceFile, ...], "Path | None", "Path | None", 
 
     @property
     def files(self) -> tuple[SourceFile, ...]:
-        return self[1]
+        files = self[1]
+        return (files,) if isinstance(files, SourceFile) else files  # one file: held as itself (_in)
 
     @property
     def archive(self) -> Path:
@@ -133,14 +137,14 @@ class StemPlan(tuple[str, tuple[SourceFile, ...], "Path | None", "Path | None", 
 
     @property
     def bytes(self) -> int:
-        return sum(f.size for f in self[1])
+        return sum(f.size for f in self.files)
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self[1])
+        return tuple(f.name for f in self.files)
 
     def _fields(self) -> tuple[object, ...]:
-        return (self[0], self[1], self.archive, *self[4:])
+        return (self[0], self.files, self.archive, *self[4:])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StemPlan):

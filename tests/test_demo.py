@@ -62,3 +62,6 @@ def test_readme_quickstart_first_command_works_on_a_fresh_copy(tmp_path):
                            cwd=tmp_path, capture_output=True, text=True, env=env)
     installed = Path(typed.stdout.strip())
     assert installed.is_relative_to(copy / ".venv") and (installed / "py.typed").is_file()
+    # every module of the source tree is installed, subpackages (zipkit.widgets) included
+    source = {p.relative_to(REPO / "zipkit").as_posix() for p in (REPO / "zipkit").rglob("*.py")}
+    assert {p.relative_to(installed).as_posix() for p in installed.rglob("*.py")} == source

@@ -11,15 +11,19 @@ import argparse
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from . import _options as opt
 from ._errors import NothingToDo, RunInterrupted, ZipkitError
-from ._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES
+from ._options import CONVERTERS, OPTIONS, BadValue, Option, by_name, check_values
+from ._schema import SCHEMA
 from ._signals import Stopped, exit_code, signal_name, stop_on_signals
+
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import SupportsWrite
 
 __all__ = ["build_parser", "exit_now", "main", "run_cli"]
 
@@ -32,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one readable line, no usage dump
         self.exit(EXIT_USAGE, f"zipkit: error: {message} (see zipkit --help)\n")
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         """--help, --version and usage text; a closed or broken stream is not an error (what
         Python 3.11's argparse does itself, and 3.10's does not)."""
         if message:
@@ -137,6 +141,36 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v for item in values for v in item.split(",") if v]
 
 
+#: Options whose values may also be given comma-separated (``--ext csv,txt``).
+_SPLIT = frozenset({"extensions", "stem_extensions", "stems"})
+
+
+def _help(o: Option) -> str:
+    """The option's help (``zipkit._options``) as plain text, with how to repeat it and its default."""
+    text = re.sub(r"`([^`]*)`", r"\1", o.help).rstrip(".")
+    if o.kind in ("extensions", "strings"):
+        text += " (repeat, or comma-separated)" if o.name in _SPLIT else " (repeat)"
+    if o.default not in (None, False, ()):
+        text += f" (default: {o.default})"
+    return text
+
+
+def _how(o: Option) -> dict[str, Any]:
+    """The ``add_argument`` keywords for option ``o``, from its kind."""
+    if o.kind == "bool":
+        return {"action": "store_true"}
+    how: dict[str, Any] = {"metavar": o.metavar}
+    if o.kind in ("extensions", "strings"):
+        how["action"] = "append"
+    elif o.kind == "choice":
+        how.update(choices=o.choices, metavar=None)
+    elif o.kind in CONVERTERS:
+        how["type"] = CONVERTERS[o.kind].argparse_type()
+    if o.stage == "plan":  # run options stay None: a config's own value is kept unless one is given
+        how["default"] = o.default
+    return how
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``zipkit`` argument parser (also used to generate the CLI reference)."""
     p = _Parser(
@@ -150,49 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("source", help="folder of files to zip, or a YAML config file")
     p.add_argument("override", nargs="?", help="with a config: a Python literal dict deep-merged into it")
-    p.add_argument("-e", "--ext", action="append", metavar="EXT",
-                   help="extension to archive (repeat, or comma-separated); case-insensitive")
-    p.add_argument("-o", "--output", help="folder for the archives (default: SOURCE)")
-    g = p.add_argument_group("stems")
-    g.add_argument("--stems-from", metavar="DIR", help="take stems from marker files in DIR")
-    g.add_argument("--stem-ext", action="append", metavar="EXT", help="marker file extension (repeat)")
-    g.add_argument("--stems", action="append", metavar="NAME", help="stem names given directly (repeat)")
-    g.add_argument("--match", choices=MATCH_MODES, default="prefix",
-                   help="prefix: longest stem + non-alphanumeric; contains: the old tool's substring "
-                   "rule (default: prefix)")
-    g.add_argument("--pattern", help="marker filter: glob *PATTERN*")
-    g.add_argument("--contains", action="append", metavar="TEXT", help="marker filter: stem contains (all)")
-    g.add_argument("--not-contains", action="append", metavar="TEXT", help="marker filter: stem lacks (all)")
-    g.add_argument("--regex", type=opt.REGEX.argparse_type(), help="marker filter: re.search on the stem")
-    g.add_argument("--min-size-kb", type=opt.KIB.argparse_type(), metavar="KIB",
-                   help="marker filter: at least this size in KiB (>= 0)")
-    g.add_argument("--max-size-kb", type=opt.KIB.argparse_type(), metavar="KIB",
-                   help="marker filter: at most this size in KiB (>= --min-size-kb)")
-    a = p.add_argument_group("archives")
-    a.add_argument("-c", "--compression", choices=COMPRESSIONS, default="deflate",
-                   help="compression method (default: deflate)")
-    a.add_argument("-l", "--level", type=opt.LEVEL.argparse_type(),
-                   help="compression level: deflate and lzma 0-9, bzip2 1-9, stored 0 (default: 6 for "
-                   "deflate and lzma, 9 for bzip2)")
-    a.add_argument("--overwrite", choices=OVERWRITE_POLICIES, default="always",
-                   help="an existing STEM.zip, as zip does: always (default) merge (this run's "
-                   "files replace the members of the same name, every other member is kept), "
-                   "update (merge only when out of date), never (skip it), replace (rebuild "
-                   "from this run's files only, dropping the other members); a file there that "
-                   "is not a zip is never replaced: its stem fails (default: always)")
-    a.add_argument("--verify", action="store_true", help="re-read each archive and check CRCs")
-    a.add_argument("--delete-sources", action="store_true",
-                   help="delete a stem's files once its archive is in place, fsynced and verified")
-    a.add_argument("--reproducible", action="store_true",
-                   help="fixed timestamps (SOURCE_DATE_EPOCH) and permissions")
-    a.add_argument("--durable", action="store_true", help="fsync every archive")
-    a.add_argument("--timeout", type=opt.SECONDS.argparse_type(), metavar="SECONDS",
-                   help=f"per-stem time limit in seconds (at least {opt.MIN_TIMEOUT}, at most "
-                   f"{opt.MAX_TIMEOUT} = 1 week; default: none)")
-    r = p.add_argument_group("run")
-    r.add_argument("-j", "--workers", type=opt.WORKERS.argparse_type(), default=None,
-                   help=f"'auto' (the CPUs this process may use, capped by the stems) or a number from 1 "
-                   f"to {opt.MAX_WORKERS} (default: auto)")
+    groups: dict[str, argparse._ActionsContainer] = {
+        "": p, "stems": p.add_argument_group("stems"), "archives": p.add_argument_group("archives"),
+        "run": p.add_argument_group("run")}
+    for o in OPTIONS:  # the options of the library that the command line takes: from the table
+        if o.cli:
+            groups[o.group].add_argument(*o.cli, dest=o.name, help=_help(o), **_how(o))
+    r = groups["run"]
     r.add_argument("--dask", metavar="ADDRESS", help="run on a Dask scheduler (tcp://host:8786)")
     r.add_argument("-n", "--dry-run", action="store_true", help="show the plan; write nothing")
     r.add_argument("-a", "--all", action="store_true",
@@ -217,20 +215,16 @@ def _is_config(path: str) -> bool:
     return path.lower().endswith((".yml", ".yaml")) and not Path(path).is_dir()
 
 
-# Options of the direct mode, and the config key that says the same thing.
-_CONFIG_KEYS = {
-    "ext": "analysis.filename.extension", "output": "file_management.output_directory",
-    "stems_from": "file_management.input_directory", "stem_ext": "file_management.filename.extension",
-    "stems": "zipkit.stems", "match": "zipkit.match", "pattern": "file_management.filename.pattern",
-    "contains": "file_management.filename.filters.contains",
-    "not_contains": "file_management.filename.filters.not_contains",
-    "regex": "file_management.filename.filters.regex",
-    "min_size_kb": "file_management.filename.filters.min_size_kb",
-    "max_size_kb": "file_management.filename.filters.max_size_kb",
-    "compression": "zipkit.compression", "level": "zipkit.level", "overwrite": "zipkit.overwrite",
-    "verify": "zipkit.verify", "delete_sources": "zipkit.delete_sources",
-    "reproducible": "zipkit.reproducible", "durable": "zipkit.durable", "timeout": "zipkit.timeout",
-}
+def _config_key(name: str) -> str:
+    """The config key that sets the same thing as option ``name``: its ``zipkit:`` key, or the old
+    key that feeds it."""
+    if by_name(name).config:
+        return f"zipkit.{name}"
+    return next(s.key for s in SCHEMA if s.feeds == name)
+
+
+#: Options of the direct mode (``dest``: the option's name), and the config key that says the same thing.
+_CONFIG_KEYS = {o.name: _config_key(o.name) for o in OPTIONS if o.cli and o.stage == "plan"}
 
 
 def _given(argv: Sequence[str] | None) -> dict[str, str]:
@@ -256,22 +250,18 @@ def _direct_call(args: argparse.Namespace, parser: argparse.ArgumentParser,
                  ) -> tuple[dict[str, Any], dict[str, Any]]:
     if args.override is not None:
         parser.error(f"unexpected argument {args.override!r} (an override needs a YAML config)")
-    if not args.ext:
+    if not args.extensions:
         parser.error("give the extensions to archive with --ext (e.g. --ext csv)")
+    joint = ("min_size_kb", "max_size_kb", "level", "compression")
     try:  # the checks that join two options, named as the command line names them
-        opt.kib_range(args.min_size_kb, args.max_size_kb, ("--min-size-kb", "--max-size-kb"))
-        opt.compression_level(args.level, args.compression, "--level")
-    except opt.BadValue as e:
+        check_values({k: getattr(args, k) for k in joint},
+                         {k: by_name(k).cli[-1] for k in joint})
+    except BadValue as e:
         parser.error(str(e))
-    plan_kw: dict[str, Any] = dict(
-        source=args.source, extensions=_split(args.ext), output=args.output,
-        stems_from=args.stems_from, stem_extensions=_split(args.stem_ext), stems=_split(args.stems),
-        match=args.match, pattern=args.pattern, contains=args.contains, not_contains=args.not_contains,
-        regex=args.regex, min_size_kb=args.min_size_kb, max_size_kb=args.max_size_kb,
-        overwrite=args.overwrite, compression=args.compression, level=args.level, verify=args.verify,
-        delete_sources=args.delete_sources, reproducible=args.reproducible, durable=args.durable,
-        timeout=args.timeout,
-    )
+    plan_kw: dict[str, Any] = {"source": args.source}
+    for name in _CONFIG_KEYS:
+        value = getattr(args, name)
+        plan_kw[name] = _split(value) if name in _SPLIT else value
     run_kw: dict[str, Any] = {"workers": args.workers or "auto", "save_error_reports": args.error_report}
     if args.dask:
         run_kw["dask"] = args.dask

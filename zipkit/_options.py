@@ -1,341 +1,236 @@
-"""One converter per kind of value: what the library, the CLI, the YAML config and the form accept.
+"""Every option once: its name, kind, default, choices, help, command-line flags and config key.
 
-Each converter (an instance of a :class:`Kind` subclass) turns a Python value into the value
-zipkit uses, or refuses it with one line that names the option and the unit::
+:data:`OPTIONS` is the one list of the keyword arguments of :func:`zipkit.plan`,
+:func:`zipkit.run_plan` and :func:`zipkit.zip_by_extension`. The config schema
+(``zipkit._schema``), the ``zipkit:`` section, the command line (``zipkit._cli``), the form's
+mapping (``zipkit.widgets._settings``) and the reference docs are built from it, and
+``tests/test_options.py`` fails when a signature, a schema key, a flag or a form field drifts
+from it. Each option's value is checked by the converter of its kind (:mod:`zipkit._kinds`,
+one converter per kind of value): :func:`check_values` is the check every front end calls.
 
-    >>> SECONDS(2.5, "timeout")
-    2.5
-    >>> WORKERS(0, "workers")
-    Traceback (most recent call last):
-    zipkit._options.BadValue: workers must be 'auto' or an integer from 1 to 4096, not 0
-
-Python values are checked as they are: text is never taken for a number, nor a boolean for an
-integer (``timeout="5"`` and ``workers=True`` are refused). Command-line text goes through
-:meth:`Kind.from_text` first, which parses it and then applies the same check
-(:meth:`Kind.argparse_type` makes that an argparse ``type=``). Like click's ``ParamType``:
-one definition serves every front end, so a value refused in one is refused in all.
-
-The bounds are where zipkit's machinery stops working, rounded to a documented limit:
-``setitimer`` and ``threading`` take at most ~2**63 ns (292 years) and raise ``OverflowError``
-beyond it, so a timeout is capped at one week; a zip archive stores dates from 1980-01-01 to
-2107-12-31; a file size fits 63 bits (2**53 KiB).
+Adding an option: a row here, a parameter in the signatures that take it (``plan`` and
+``zip_by_extension``, or ``run_plan`` and ``zip_by_extension``), and a field of
+:class:`ArchiveOptions` when it changes how an archive is written; the config key, the flag,
+the docs and the drift checks follow from the row.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-import numbers
-import operator
-import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from ._errors import UsageError
+from ._kinds import (
+    EPOCH,
+    EPOCH_MAX,
+    EPOCH_MIN,
+    EXTENSIONS,
+    KIB,
+    LEVEL,
+    LEVELS,
+    MAX_KIB,
+    MAX_TIMEOUT,
+    MAX_WORKERS,
+    MIN_TIMEOUT,
+    REGEX,
+    SECONDS,
+    WORKERS,
+    BadValue,
+    Kind,
+    choice,
+    compression_level,
+    kib_range,
+    show,
+    source_date_epoch,
+)
 
 __all__ = [
-    "EPOCH",
-    "EPOCH_MAX",
-    "EPOCH_MIN",
-    "EXTENSIONS",
-    "KIB",
-    "LEVEL",
-    "LEVELS",
-    "MAX_KIB",
-    "MAX_TIMEOUT",
-    "MAX_WORKERS",
-    "MIN_TIMEOUT",
-    "REGEX",
-    "SECONDS",
-    "WORKERS",
-    "BadValue",
-    "Kind",
-    "choice",
-    "compression_level",
-    "kib_range",
-    "source_date_epoch",
+    "COMPRESSIONS", "DEFLATE_BACKENDS", "EPOCH", "EPOCH_MAX", "EPOCH_MIN", "EXTENSIONS", "KIB", "LEVEL",
+    "LEVELS", "MATCH_MODES", "MAX_KIB", "MAX_TIMEOUT", "MAX_WORKERS", "MIN_TIMEOUT", "OPTIONS",
+    "OVERWRITE_POLICIES", "REGEX", "SECONDS", "WORKERS", "ArchiveOptions", "BadValue", "Compression",
+    "DeflateBackend", "Kind", "MatchMode", "Option", "Overwrite", "by_name", "check_values", "choice",
+    "compression_level", "kib_range", "names", "show", "source_date_epoch",
 ]
 
-T = TypeVar("T")
+MatchMode = Literal["prefix", "contains"]
+Overwrite = Literal["always", "update", "never", "replace"]
+Compression = Literal["deflate", "stored", "bzip2", "lzma"]
+DeflateBackend = Literal["auto", "zlib", "isal"]
 
-MAX_TIMEOUT = 7 * 24 * 3600  #: 604800 s (one week): the longest per-stem ``timeout``
-MIN_TIMEOUT = 0.001  #: 1 ms: the shortest; 1e-300 s once passed and timed out every stem (exit 1)
-MAX_WORKERS = 4096  #: the most worker processes one run may ask for
-MAX_KIB = 2**53  #: the largest size filter, in KiB (2**63 bytes, the largest file size)
-EPOCH_MIN = 315532800  #: 1980-01-01T00:00:00Z, the earliest date a zip entry stores
-EPOCH_MAX = 4354819199  #: 2107-12-31T23:59:59Z, the latest
-#: Compression levels each method takes (inclusive); ``stored`` takes only 0.
-LEVELS: Mapping[str, tuple[int, int]] = {"deflate": (0, 9), "bzip2": (1, 9), "lzma": (0, 9),
-                                         "stored": (0, 0)}
+MATCH_MODES: tuple[str, ...] = ("prefix", "contains")
+OVERWRITE_POLICIES: tuple[str, ...] = ("always", "update", "never", "replace")
+COMPRESSIONS: tuple[str, ...] = ("deflate", "stored", "bzip2", "lzma")
+DEFLATE_BACKENDS: tuple[str, ...] = ("auto", "zlib", "isal")
 
 
-class BadValue(UsageError):
-    """A value a converter refused: ``name`` (option or key), ``reason`` (``must be … not …``)."""
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """How each archive is written; the same for every stem of a plan."""
 
-    def __init__(self, name: str, reason: str):
-        self.name = name
-        self.reason = reason
-        super().__init__(f"{name} {reason}" if reason.startswith("must ") else f"{name}: {reason}")
+    compression: Compression = "deflate"
+    level: int | None = None
+    deflate_backend: DeflateBackend = "auto"
+    verify: bool = False
+    delete_sources: bool = False
+    reproducible: bool = False
+    source_date_epoch: int | None = None
+    durable: bool = False
+    timeout: float | None = None
+    chunk_size: int = 1 << 20
+    threads: int = 1  # deflate threads per member (set by the run when stems < CPUs)
 
 
-class _Refused(Exception):
-    """Raised inside a converter; :class:`Kind` turns it into a :class:`BadValue`.
+#: The converter of each kind that has one; other kinds are taken as given by the library
+#: (paths, texts, booleans; the config reader checks those itself, strictly).
+CONVERTERS: dict[str, Kind[Any]] = {"extensions": EXTENSIONS, "regex": REGEX, "kb": KIB,
+                                    "seconds": SECONDS, "workers": WORKERS, "level": LEVEL}
 
-    ``detail`` is added to the usual ``must be …, not …``; with ``whole`` it replaces it.
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword argument of the library.
+
+    ``stage``: the function that takes it (``plan`` or ``run``; :func:`zipkit.zip_by_extension`
+    takes both, except the ``plan_only`` ones). ``kind``: the kind of value, as the config
+    schema names it (its converter is :data:`CONVERTERS` ``[kind]``). ``cli``: the flags of the
+    ``zipkit`` command (none: not on the command line). ``config``: the ``zipkit:`` section has
+    a key of the same name. ``archive``: a field of :class:`ArchiveOptions`. ``group``: the
+    group of the command-line help.
     """
 
-    def __init__(self, detail: str = "", *, whole: bool = False):
-        self.detail, self.whole = detail, whole
-        super().__init__(detail)
-
-
-def show(value: object) -> str:
-    """A value as a message shows it: short, with its type where the text would hide it."""
-    if isinstance(value, bool):
-        return f"a boolean ({value})"
-    if isinstance(value, float):
-        return repr(value)  # nan, inf, 1e+20
-    if isinstance(value, int):
-        text = str(value) if value.bit_length() < 200 else f"an integer of {len(str(abs(value)))} digits"
-        return text
-    text = repr(value)
-    return text if len(text) <= 80 else text[:79] + "…"
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-class Kind(Generic[T]):
-    """A kind of value: ``expected`` says what it takes; calling it checks a Python value."""
-
-    expected: str = ""
-
-    def convert(self, value: Any) -> T:
-        """The value zipkit uses, or raise :class:`_Refused`; ``value`` is not None."""
-        raise NotImplementedError
-
-    def parse(self, text: str) -> Any:
-        """Command-line text as a Python value (before :meth:`convert`)."""
-        return text
-
-    def __call__(self, value: Any, name: str) -> T | None:
-        """``value`` checked (None stays None, "not set"); :class:`BadValue` names ``name``."""
-        if value is None:
-            return None
-        try:
-            return self.convert(value)
-        except _Refused as e:
-            raise BadValue(name, e.detail if e.whole else self.reason(value, e.detail)) from None
-
-    def reason(self, value: object, detail: str = "") -> str:
-        return f"must be {self.expected}, not {show(value)}" + (f" ({detail})" if detail else "")
-
-    def from_text(self, text: str, name: str) -> T:
-        """Command-line text, parsed then checked; a refusal shows the text as it was given."""
-        try:
-            value = self.parse(text)
-        except (ValueError, OverflowError):
-            raise BadValue(name, self.reason(text)) from None
-        try:
-            out = self.convert(value)
-        except _Refused as e:
-            raise BadValue(name, e.detail if e.whole else self.reason(text, e.detail)) from None
-        return out
-
-    def argparse_type(self) -> Callable[[str], T]:
-        """An argparse ``type=``: argparse then names the option (``argument --timeout: …``)."""
-        import argparse
-
-        def convert(text: str) -> T:
-            try:
-                return self.from_text(text, "")
-            except BadValue as e:
-                raise argparse.ArgumentTypeError(e.reason) from None
-
-        convert.__name__ = type(self).__name__.lower()  # argparse names the type on a ValueError
-        return convert
-
-
-class _Number(Kind[float]):
-    """A finite number (int or float, not bool) in ``[low, high]`` (``low`` excluded if ``open``)."""
-
-    def __init__(self, unit: str, low: float, high: int, *, open_low: bool, note: str = ""):
-        self.low, self.high, self.open_low = low, high, open_low
-        op = ">" if open_low else ">="
-        self.expected = f"a finite number of {unit} {op} {low:g} and at most {high}{note}"
-
-    def parse(self, text: str) -> float:
-        return float(text.strip())
-
-    def convert(self, value: Any) -> float:
-        if not _is_number(value):
-            raise _Refused
-        if _is_int(value):
-            n = operator.index(value)  # compared as an integer: 10**400 has no float
-            if n > self.high or n < self.low or (self.open_low and n == self.low):
-                raise _Refused
-            return n
-        x = float(value)
-        if not math.isfinite(x) or x > self.high or x < self.low or (self.open_low and x == self.low):
-            raise _Refused
-        return x
-
-
-#: Seconds: a per-stem ``timeout``.
-SECONDS = _Number("seconds", MIN_TIMEOUT, MAX_TIMEOUT, open_low=False, note=" (1 week)")
-#: A size in KiB: ``min_size_kb`` / ``max_size_kb``.
-KIB = _Number("KiB", 0, MAX_KIB, open_low=False)
-
-
-class _Workers(Kind["int | str"]):
-    expected = f"'auto' or an integer from 1 to {MAX_WORKERS}"
-
-    def parse(self, text: str) -> int | str:
-        text = text.strip()
-        return text if text == "auto" else int(text)
-
-    def convert(self, value: Any) -> int | str:
-        if value == "auto" and isinstance(value, str):
-            return "auto"
-        if not _is_int(value) or not 1 <= operator.index(value) <= MAX_WORKERS:
-            raise _Refused
-        return operator.index(value)
-
-
-#: Worker processes: ``"auto"`` or 1 … :data:`MAX_WORKERS`.
-WORKERS = _Workers()
-
-
-class _Level(Kind[int]):
-    """A compression level of any method (0 … 9); :func:`compression_level` narrows it per method."""
-
-    expected = "an integer from 0 to 9"
-
-    def parse(self, text: str) -> int:
-        return int(text.strip())
-
-    def convert(self, value: Any) -> int:
-        if not _is_int(value) or not 0 <= operator.index(value) <= 9:
-            raise _Refused
-        return operator.index(value)
-
-
-LEVEL = _Level()
-
-
-def compression_level(level: Any, compression: str, name: str = "level") -> int | None:
-    """``level`` checked against :data:`LEVELS` for ``compression`` (None: the method's default)."""
-    if level is None:
-        return None
-    low, top = LEVELS[compression]
-    if not _is_int(level) or not low <= operator.index(level) <= top:
-        what = "only 0" if low == top else f"an integer from {low} to {top}"
-        raise BadValue(f"{name} for {compression}", f"must be {what}, not {show(level)}")
-    return operator.index(level)
-
-
-class _Epoch(Kind[int]):
-    expected = (f"an integer number of seconds since 1970 from {EPOCH_MIN} (1980-01-01) to "
-                f"{EPOCH_MAX} (2107-12-31), the dates a zip archive stores")
-
-    def parse(self, text: str) -> int:
-        t = text.strip()
-        if not re.fullmatch(r"-?[0-9]{1,30}", t):  # ASCII digits only; int() would take "1_0" and "٣"
-            raise ValueError(text)
-        return int(t)
-
-    def convert(self, value: Any) -> int:
-        if not _is_int(value) or not EPOCH_MIN <= operator.index(value) <= EPOCH_MAX:
-            raise _Refused
-        return operator.index(value)
-
-
-#: ``SOURCE_DATE_EPOCH``: seconds since 1970, within the dates a zip archive stores.
-EPOCH = _Epoch()
-
-
-def source_date_epoch(environ: Mapping[str, str] | None = None) -> int | None:
-    """``SOURCE_DATE_EPOCH`` from the environment, checked; None when unset or empty."""
-    raw = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH")
-    if not raw:
-        return None
-    return EPOCH.from_text(raw, "SOURCE_DATE_EPOCH")
-
-
-class _Extensions(Kind["tuple[str, ...]"]):
-    """Extensions: a string or strings; lower-case, without the dot, longest first."""
-
-    expected = "an extension or a list of them (csv, .CSV; no /, \\, * or NUL)"
-
-    def convert(self, value: Any) -> tuple[str, ...]:
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, Iterable) or isinstance(items, (bytes, Mapping)):
-            raise _Refused
-        out: list[str] = []
-        for ext in items:
-            if not isinstance(ext, str):
-                raise _Refused(f"expected text, got {show(ext)}", whole=True)
-            e = ext.strip().lstrip(".").lower()
-            if not e or any(c in e for c in "/\\*\0"):
-                raise _Refused(f"invalid extension {ext!r}", whole=True)
-            if e not in out:
-                out.append(e)
-        if not out:
-            raise _Refused("give at least one extension", whole=True)
-        return tuple(sorted(out, key=len, reverse=True))
-
-
-#: Extensions of data or marker files.
-EXTENSIONS = _Extensions()
-
-
-class _Regex(Kind[str]):
-    """A regular expression, or a list of them (matching any); returns one pattern."""
-
-    expected = "a regular expression or a list of them"
-
-    def convert(self, value: Any) -> str:
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
-            raise _Refused
-        for rx in items:
-            try:
-                re.compile(rx)
-            except re.error as e:
-                raise _Refused(f"{rx!r} is not a valid regular expression: {e}", whole=True) from None
-        items = [x for x in items if x]
-        if len(items) <= 1:
-            return items[0] if items else ""
-        return "|".join(f"(?:{rx})" for rx in items)
-
-    def __call__(self, value: Any, name: str) -> str | None:
-        return super().__call__(value, name) or None  # "" or [] means no filter
-
-
-#: The marker filter ``regex``.
-REGEX = _Regex()
-
-
-def choice(value: Any, choices: Sequence[str], name: str) -> str:
-    """``value`` if it is one of ``choices``; else a :class:`BadValue` with a "did you mean"."""
-    if isinstance(value, str) and value in choices:
-        return value
-    close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise BadValue(name, f"must be one of {', '.join(choices)}, not {show(value)}{hint}")
-
-
-def kib_range(low: Any, high: Any, names: tuple[str, str] = ("min_size_kb", "max_size_kb"),
-              ) -> tuple[float | None, float | None]:
-    """The size filters checked, each and together (``low`` <= ``high``)."""
-    lo, hi = KIB(low, names[0]), KIB(high, names[1])
-    if lo is not None and hi is not None and lo > hi:
-        raise BadValue(names[0], f"must be at most {names[1]} ({hi:g} KiB), not {lo:g} KiB: no marker "
-                                 f"could be selected")
-    return lo, hi
+    name: str
+    stage: Literal["plan", "run"]
+    kind: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    cli: tuple[str, ...] = ()
+    metavar: str | None = None
+    group: str = ""
+    config: bool = True
+    archive: bool = False
+    plan_only: bool = False
+    positional: bool = False
+
+    def check(self, value: Any, name: str | None = None) -> Any:
+        """``value`` as the library uses it, or :class:`BadValue` naming ``name`` (default: the option)."""
+        label = self.name if name is None else name
+        if self.kind == "choice":
+            return choice(value, self.choices, label)
+        converter = CONVERTERS.get(self.kind)
+        return value if converter is None else converter(value, label)
+
+
+_S, _A, _R = "stems", "archives", "run"
+
+#: Every option, in the order of the signatures.
+OPTIONS: tuple[Option, ...] = (
+    Option("source", "plan", "path", None, "Folder of the files to zip (scanned once, not recursively).",
+           positional=True, config=False),
+    Option("extensions", "plan", "extensions", None,
+           "Extensions of the files to put in the archives; case-insensitive, with or without a dot.",
+           cli=("-e", "--ext"), metavar="EXT", positional=True, config=False),
+    Option("output", "plan", "path", None, "Folder for the archives, created when missing (default: SOURCE).",
+           cli=("-o", "--output"), positional=True, config=False),
+    Option("stems_from", "plan", "path", None, "Take the stems from marker files in this folder.",
+           cli=("--stems-from",), metavar="DIR", group=_S, config=False),
+    Option("stem_extensions", "plan", "extensions", None, "Extensions of the marker files.",
+           cli=("--stem-ext",), metavar="EXT", group=_S, config=False),
+    Option("stems", "plan", "strings", None, "Stem names given directly, instead of marker files.",
+           cli=("--stems",), metavar="NAME", group=_S),
+    Option("match", "plan", "choice", "prefix",
+           "`prefix`: a file belongs to the longest stem it starts with, followed by a character that "
+           "is not a letter or digit. `contains`: the old tool's substring rule (`case1` also takes "
+           "`case10_x.csv`).", MATCH_MODES, cli=("--match",), group=_S),
+    Option("pattern", "plan", "text", None, "Marker filter: keep markers matching the glob `*PATTERN*`.",
+           cli=("--pattern",), group=_S, config=False),
+    Option("contains", "plan", "strings", None,
+           "Marker filter: keep markers whose stem contains all of these.",
+           cli=("--contains",), metavar="TEXT", group=_S, config=False),
+    Option("not_contains", "plan", "strings", None,
+           "Marker filter: drop markers whose stem contains any of these.",
+           cli=("--not-contains",), metavar="TEXT", group=_S, config=False),
+    Option("regex", "plan", "regex", None,
+           "Marker filter: keep markers whose stem matches (`re.search`; a list matches any).",
+           cli=("--regex",), group=_S, config=False),
+    Option("min_size_kb", "plan", "kb", None, "Marker filter: keep markers of at least this size (KiB).",
+           cli=("--min-size-kb",), metavar="KIB", group=_S, config=False),
+    Option("max_size_kb", "plan", "kb", None,
+           "Marker filter: keep markers of at most this size (KiB; not less than `min_size_kb`).",
+           cli=("--max-size-kb",), metavar="KIB", group=_S, config=False),
+    Option("overwrite", "plan", "choice", "always",
+           "`always` (merge as zip does: this run's files replace the members of the same name, every "
+           "other member is kept), `update` (skip archives newer than all their files that already hold "
+           "them all; otherwise merge), `never` (skip existing archives) or `replace` (rebuild from this "
+           "run's files only; the members dropped are listed). A file there that is not a zip archive is "
+           "never replaced: its stem fails.", OVERWRITE_POLICIES, cli=("--overwrite",), group=_A),
+    Option("compression", "plan", "choice", "deflate", "Compression method.", COMPRESSIONS,
+           cli=("-c", "--compression"), group=_A, archive=True),
+    Option("level", "plan", "level", None,
+           "Compression level: deflate and lzma 0–9 (deflate default 6), bzip2 1–9 (default 9); "
+           "`stored` takes only 0.", cli=("-l", "--level"), group=_A, archive=True),
+    Option("deflate_backend", "plan", "choice", "auto",
+           "Deflate implementation: `auto` (ISA-L when installed), `zlib` or `isal`; the output is "
+           "standard deflate either way.", DEFLATE_BACKENDS, group=_A, archive=True),
+    Option("verify", "plan", "bool", False,
+           "Re-read every archive and check its CRCs before it is renamed into place.",
+           cli=("--verify",), group=_A, archive=True),
+    Option("delete_sources", "plan", "bool", False,
+           "Delete a stem's files once its archive is in place, fsynced and verified.",
+           cli=("--delete-sources",), group=_A, archive=True),
+    Option("reproducible", "plan", "bool", False,
+           "Fixed timestamps (`SOURCE_DATE_EPOCH` when set) and permissions: equal inputs give "
+           "byte-identical archives.", cli=("--reproducible",), group=_A, archive=True),
+    Option("durable", "plan", "bool", False, "fsync every archive and the output folder.",
+           cli=("--durable",), group=_A, archive=True),
+    Option("timeout", "plan", "seconds", None,
+           f"Time limit per stem in seconds (at least {MIN_TIMEOUT}, at most {MAX_TIMEOUT} = 1 week); a "
+           "stem past it is reported as timed out and leaves nothing behind; none by default.",
+           cli=("--timeout",), metavar="SECONDS", group=_A, archive=True),
+    Option("allow_empty", "plan", "bool", False,
+           "Return an empty plan instead of raising `NothingToDo` when no file matches.",
+           config=False, plan_only=True),
+    Option("inputs", "plan", "paths", (),
+           "Other files the run reads (its config file): never written over.", config=False, plan_only=True),
+    Option("workers", "run", "workers", "auto",
+           f"`auto` (the CPUs this process may use, capped by the stems) or a number from 1 to "
+           f"{MAX_WORKERS}.", cli=("-j", "--workers"), group=_R),
+    Option("executor", "run", "executor", None,
+           "Where stems run: a process pool of `workers` (default), any `concurrent.futures.Executor`, "
+           "`dask` or a Dask scheduler address.", config=False),
+    Option("progress", "run", "bool", True, "Show a progress bar weighted by bytes."),
+    Option("cancel", "run", "event", None, "A `threading.Event` that stops the run when set.", config=False),
+    Option("save_error_reports", "run", "report", None,
+           "`true`: write failures as JSON in the output folder; a path: write them there."),
+)
+
+_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+
+def by_name(name: str) -> Option:
+    """The option called ``name`` (``KeyError`` if there is none)."""
+    return _BY_NAME[name]
+
+
+def names(stage: str, *, everything: bool = True) -> tuple[str, ...]:
+    """The names of the options ``stage`` (``plan`` or ``run``) takes; without ``everything``,
+    only those :func:`zipkit.zip_by_extension` and a config take too (not ``allow_empty``, ``inputs``)."""
+    return tuple(o.name for o in OPTIONS if o.stage == stage and (everything or not o.plan_only))
+
+
+def check_values(values: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The options in ``values`` checked by their kinds, and together (size range, level per
+    compression): the same values as the library uses them. ``labels`` names an option as the
+    caller's user knows it (``--level``); :class:`BadValue` names the first one at fault."""
+    labels = labels or {}
+    joint = ("level",)  # checked below, per compression: "level for bzip2 must be …"
+    out = {name: by_name(name).check(v, labels.get(name)) if name in _BY_NAME and name not in joint else v
+           for name, v in values.items()}
+    if "min_size_kb" in out or "max_size_kb" in out:
+        out["min_size_kb"], out["max_size_kb"] = kib_range(
+            out.get("min_size_kb"), out.get("max_size_kb"),
+            (labels.get("min_size_kb", "min_size_kb"), labels.get("max_size_kb", "max_size_kb")))
+    if out.get("level") is not None:
+        out["level"] = compression_level(out["level"], out.get("compression", "deflate"),
+                                         labels.get("level", "level"))
+    return out

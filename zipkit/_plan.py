@@ -23,6 +23,13 @@ from . import _refusals as refuse
 from ._actions import Action, archive_action
 from ._errors import NothingToDo, SourceError, UnsafeStemError, UsageError
 from ._match import Grouping, group, group_own, match_stem
+from ._options import COMPRESSIONS as COMPRESSIONS  # these seven: defined in _options, re-exported
+from ._options import MATCH_MODES as MATCH_MODES
+from ._options import OVERWRITE_POLICIES as OVERWRITE_POLICIES
+from ._options import ArchiveOptions as ArchiveOptions
+from ._options import Compression as Compression
+from ._options import MatchMode as MatchMode
+from ._options import Overwrite as Overwrite
 from ._scan import Scan, SourceFile, as_list, folder, scan, select_markers
 from ._table import format_bytes, html_table, text_table
 from ._tempfiles import TEMP_PREFIX, TEMP_SUFFIX
@@ -41,32 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("zipkit")
-
-MatchMode = Literal["prefix", "contains"]
-Overwrite = Literal["always", "update", "never", "replace"]
-Compression = Literal["deflate", "stored", "bzip2", "lzma"]
-
-COMPRESSIONS = ("deflate", "stored", "bzip2", "lzma")
-OVERWRITE_POLICIES = ("always", "update", "never", "replace")
-MATCH_MODES = ("prefix", "contains")
-
-
-@dataclass(frozen=True)
-class ArchiveOptions:
-    """How each archive is written; the same for every stem of a plan."""
-
-    compression: Compression = "deflate"
-    level: int | None = None
-    deflate_backend: Literal["auto", "zlib", "isal"] = "auto"
-    verify: bool = False
-    delete_sources: bool = False
-    reproducible: bool = False
-    source_date_epoch: int | None = None
-    durable: bool = False
-    timeout: float | None = None
-    chunk_size: int = 1 << 20
-    threads: int = 1  # deflate threads per member (set by the run when stems < CPUs)
-
 
 class StemPlan(tuple[str, "tuple[SourceFile, ...] | SourceFile", "Path | None", "Path | None", str, str,
                      frozenset[str], tuple[str, ...], tuple[str, ...]]):

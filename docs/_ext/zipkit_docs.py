@@ -3,10 +3,11 @@
 A page holds a marker line ``<!-- zipkit-docs: generate NAME -->``; when Sphinx reads the page,
 the marker is replaced by the Markdown that ``GENERATORS[NAME]`` returns:
 
-- ``config``: the configuration reference, from :func:`zipkit._config.schema_reference_markdown`
-  (the schema the validator uses);
+- ``config``: the configuration reference, from :func:`zipkit._config_docs.schema_reference_markdown`
+  (the schema the validator uses, ``zipkit._schema.SCHEMA``, whose ``zipkit:`` keys come from the
+  option table ``zipkit._options.OPTIONS``);
 - ``cli``: the command-line reference, from :func:`zipkit._cli.build_parser` (the parser the
-  ``zipkit`` command uses);
+  ``zipkit`` command uses, whose library options come from the option table);
 - ``api``: the API reference, autodoc of every name in ``zipkit.__all__``.
 
 Nothing is copied by hand, so these pages cannot drift from the code.
@@ -35,7 +36,7 @@ MARKER = re.compile(r"^<!--\s*zipkit-docs:\s*generate\s+(\w+)\s*-->\s*$", re.MUL
 # --------------------------------------------------------------------------- configuration
 def config_markdown() -> str:
     """The configuration reference, generated from the config schema."""
-    from zipkit._config import schema_reference_markdown
+    from zipkit._config_docs import schema_reference_markdown
 
     return schema_reference_markdown()
 
@@ -213,8 +214,8 @@ def api_markdown() -> str:
 
 GENERATORS: dict[str, tuple[Callable[[], str], tuple[str, ...]]] = {
     # name: (generator, modules whose change makes the page stale)
-    "config": (config_markdown, ("zipkit._config",)),
-    "cli": (cli_markdown, ("zipkit._cli",)),
+    "config": (config_markdown, ("zipkit._config_docs", "zipkit._schema", "zipkit._options")),
+    "cli": (cli_markdown, ("zipkit._cli", "zipkit._options")),
     "api": (api_markdown, ("zipkit",)),
 }
 

@@ -22,18 +22,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _options as opt
 from .._errors import UsageError, ZipkitError
-from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, Plan, plan
+from .._options import check_values
+from .._plan import Plan, plan
 from .._report import Report, check_error_report_path
 from .._run import ProgressEvent, available_cpus, run_plan
 from .._signals import cancel_on_signals
 from .._table import format_bytes
-from . import _render as render
-from . import _settings as settings
 from ._layout import FormLayout, _esc
+from ._render import clock, downloads, live_state, stems, timing
 from ._settings import MARKERS as _MARKERS
+from ._settings import FormError, check, form_words, from_kwargs, resolve_path
 from ._settings import as_list as _as_list
+from ._settings import plan_kwargs as _plan_kwargs
+from ._settings import run_kwargs as _run_kwargs
 
 __all__ = ["ZipForm"]
 
@@ -109,11 +111,8 @@ class ZipForm(FormLayout):
         workers: int | str | None = None,
         config: str | os.PathLike[str] | None = None,
     ) -> None:
-        opt.choice(match, MATCH_MODES, "match")
-        opt.choice(compression, COMPRESSIONS, "compression")
-        opt.choice(overwrite, OVERWRITE_POLICIES, "overwrite")
-        opt.compression_level(level, compression)
-        opt.WORKERS(workers, "workers")
+        check_values({"match": match, "compression": compression, "overwrite": overwrite, "level": level,
+                          "workers": workers})
         self.root: Path | None = Path(root).expanduser().resolve() if root is not None else None
         self.cpus = available_cpus()  # at call time, never at import
         self.plan: Plan | None = None
@@ -165,7 +164,7 @@ class ZipForm(FormLayout):
 
     # -- display -----------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = self.widget._repr_mimebundle_(**kwargs)
+        data: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
         data["text/plain"] = repr(self)  # short and stable: saved notebooks compare it
         return data
 
@@ -176,7 +175,7 @@ class ZipForm(FormLayout):
         """Show the form in the notebook (the same as leaving ``form`` last in a cell)."""
         from IPython.display import display
 
-        display(self)
+        display(self)  # type: ignore[no-untyped-call, unused-ignore]  # IPython: display() is not annotated
 
     # -- helpers -----------------------------------------------------------------------------
     def _guard(self, action: Callable[[], object], field: str | None = None) -> None:
@@ -184,7 +183,7 @@ class ZipForm(FormLayout):
         instead of raising. ``field``: the field an error of this action belongs to."""
         try:
             action()
-        except settings.FormError as e:
+        except FormError as e:
             self._show_errors(e.fields)
             if len(e.fields) == 1:
                 self._say(f"error: {e}", "error")
@@ -192,7 +191,7 @@ class ZipForm(FormLayout):
                 names = ", ".join(getattr(self, f).description for f in e.fields)
                 self._say(f"error: fix the {len(e.fields)} marked fields ({names})", "error")
         except ZipkitError as e:
-            text = settings.form_words(str(e))
+            text = form_words(str(e))
             if field is not None:
                 self._mark(field, text)
             self._say(f"error: {text}", "error")
@@ -208,7 +207,7 @@ class ZipForm(FormLayout):
         self._drop_pending()
         marked = self.marked()
         if marked:
-            bad = settings.check(self.values(), self.root)
+            bad = check(self.values(), self.root)
             for name in marked:
                 if name != "config_path":
                     self._mark(name, bad.get(name))
@@ -243,11 +242,11 @@ class ZipForm(FormLayout):
         zipkit.UsageError
             A folder is missing or outside ``root``, or no extension is picked.
         """
-        return settings.plan_kwargs(self.values(), self.root, self._extra_plan)
+        return _plan_kwargs(self.values(), self.root, self._extra_plan)
 
     def run_kwargs(self) -> dict[str, Any]:
         """The arguments of :func:`zipkit.run_plan` that the form gives (not progress or cancel)."""
-        return settings.run_kwargs(self.values(), self._extra_run)
+        return _run_kwargs(self.values(), self._extra_run)
 
     # -- preview -----------------------------------------------------------------------------
     def preview(self) -> Plan:
@@ -324,7 +323,7 @@ class ZipForm(FormLayout):
             self._stem_state = {s.stem: "queued" for s in p.to_write}
             self._started = time.monotonic()
             self._say(f"zipping {len(p.to_write)} stem(s), {format_bytes(p.total_bytes)} …", "busy")
-            self.stems.value = render.stems(self._stem_state)
+            self.stems.value = stems(self._stem_state)
             report = run_plan(p, progress=self._on_progress, cancel=cancel, **run_kw)
             # JSON when a stem failed or a signal stops the process, not after a Cancel pressed here
             if report.failed or (report.cancelled and not self._cancelled_here):
@@ -332,7 +331,7 @@ class ZipForm(FormLayout):
                     p.output / f"zipkit-errors-{datetime.now():%Y%m%d-%H%M%S}.json", {})
                 report = dataclasses.replace(report, error_report=report.save_error_report(where))
         except ZipkitError as e:
-            self._say(f"error: {settings.form_words(str(e))}", "error")
+            self._say(f"error: {form_words(str(e))}", "error")
             self.progress.bar_style = "danger"
         except Exception as e:  # a thread has no caller to raise to: say it on the form, log it
             log.exception("zipkit form: run failed")
@@ -345,7 +344,7 @@ class ZipForm(FormLayout):
 
     def _on_progress(self, ev: ProgressEvent) -> None:
         if ev.result is not None:
-            self._stem_state[ev.result.stem] = render.live_state(ev.result.status)
+            self._stem_state[ev.result.stem] = live_state(ev.result.status)
         elif ev.stem is not None and self._stem_state.get(ev.stem) == "queued":
             self._stem_state[ev.stem] = "zipping"
         now = time.monotonic()
@@ -357,12 +356,12 @@ class ZipForm(FormLayout):
         pct = f" ({ev.bytes_done / ev.bytes_total:.0%})" if ev.bytes_total else ""
         failed = f", {ev.failed} failed" if ev.failed else ""
         elapsed = now - self._started
-        timing = render.timing(ev.bytes_done, ev.bytes_total, elapsed)
+        eta = timing(ev.bytes_done, ev.bytes_total, elapsed)
         cancelling = " — cancelling …" if self._cancel is not None and self._cancel.is_set() else ""
-        self.progress_text.value = _esc(timing)
+        self.progress_text.value = _esc(eta)
         self._say(f"zipping: {ev.stems_done}/{ev.stems_total} stems, {format_bytes(ev.bytes_done)} of "
-                  f"{format_bytes(ev.bytes_total)}{pct}{failed}, {timing}{cancelling}", "busy")
-        self.stems.value = render.stems(self._stem_state)
+                  f"{format_bytes(ev.bytes_total)}{pct}{failed}, {eta}{cancelling}", "busy")
+        self.stems.value = stems(self._stem_state)
 
     def _show_report(self, report: Report) -> None:
         self.report = report
@@ -371,13 +370,13 @@ class ZipForm(FormLayout):
             parts.append(f"<p class='zipkit-error-report'>error report: "
                          f"<code>{_esc(report.error_report)}</code></p>")
         self.result.value = "".join(parts)
-        self.downloads.value = render.downloads(report)
+        self.downloads.value = downloads(report)
         for r in report.results:  # stems that never ran (cancelled) send no event of their own
-            self._stem_state[r.stem] = render.live_state(r.status)
+            self._stem_state[r.stem] = live_state(r.status)
         elapsed = time.monotonic() - self._started
-        self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {render.clock(elapsed)}, "
+        self.progress_text.value = _esc(f"{format_bytes(report.bytes_in)} in {clock(elapsed)}, "
                                         f"{format_bytes(report.throughput)}/s")
-        self.stems.value = render.stems(self._stem_state)
+        self.stems.value = stems(self._stem_state)
         if report.deleted_files:  # the counts offered no longer hold: the deleted files are gone
             self._say_scan([self._safe_scan("source")])
         if report.cancelled:
@@ -425,10 +424,10 @@ class ZipForm(FormLayout):
 
         ``path`` defaults to the config field. Folders are written relative to the config's folder.
         """
-        from .._config import settings_to_yaml
+        from .._config_write import settings_to_yaml
 
-        target = settings.resolve_path(str(path) if path is not None else self.config_path.value,
-                                       "config file", self.root)
+        target = resolve_path(str(path) if path is not None else self.config_path.value,
+                              "config file", self.root)
         if target.suffix.lower() not in (".yml", ".yaml"):
             raise UsageError(f"config file {target} must end in .yml or .yaml")
         text = settings_to_yaml(self.plan_kwargs(), self.run_kwargs(), relative_to=target.parent)
@@ -442,8 +441,8 @@ class ZipForm(FormLayout):
         """Fill the form from a YAML config (zipkit's or the old tool's schema)."""
         from .._config import load_config
 
-        source = settings.resolve_path(str(path) if path is not None else self.config_path.value,
-                                       "config file", self.root)
+        source = resolve_path(str(path) if path is not None else self.config_path.value,
+                              "config file", self.root)
         cfg = load_config(source)
         plan_kw, run_kw = dict(cfg.plan_kwargs), dict(cfg.run_kwargs)
         self._say("")
@@ -462,7 +461,7 @@ class ZipForm(FormLayout):
         Settings the form has no control for (``timeout``, ``durable``, size filters …) are
         kept and passed on unchanged. Returns notes on settings that the form cannot honour.
         """
-        loaded = settings.from_kwargs(plan_kwargs, run_kwargs)  # checks all before touching a control
+        loaded = from_kwargs(plan_kwargs, run_kwargs)  # checks all before touching a control
         v = loaded.values
         notes: list[str] = []
         self._drop_pending()

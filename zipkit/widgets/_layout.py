@@ -13,18 +13,16 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import ipywidgets as w
+import ipywidgets as w  # type: ignore[import-untyped, unused-ignore]  # ipywidgets ships no type hints
 
-from .. import _options as opt
 from .._errors import ZipkitError
-from .._plan import COMPRESSIONS, OVERWRITE_POLICIES
+from .._options import COMPRESSIONS, OVERWRITE_POLICIES, WORKERS
 from .._table import format_bytes
-from . import _settings as settings
 from ._settings import DEFAULT_LEVEL as _DEFAULT_LEVEL
 from ._settings import MARKERS as _MARKERS
 from ._settings import OWN as _OWN
+from ._settings import FormValues, browse, folder, levels, scan_extensions
 from ._settings import as_list as _as_list
-from ._settings import scan_extensions
 
 __all__ = ["FormLayout"]
 
@@ -296,7 +294,7 @@ class FormLayout:
 
     def _fill_picker(self, name: str) -> None:
         """Offer the sub-folders (and "..") of the folder in field ``name``, never above root."""
-        here, choices = settings.browse(getattr(self, name).value, self.root)
+        here, choices = browse(getattr(self, name).value, self.root)
         with self._quietly(), self.pickers[name].hold_sync():
             self.pickers[name].options = [("browse…", "")] + [(label, str(p)) for label, p in choices]
             self.pickers[name].value = ""
@@ -307,18 +305,18 @@ class FormLayout:
         Options and value go to the browser in one message (``hold_sync``): sent apart, a quick
         second change of compression could leave the dropdown blank."""
         current = self.level.value if level is None else level
-        allowed = settings.levels(self.compression.value)
+        allowed = levels(self.compression.value)
         with self._quietly(), self.level.hold_sync():
             self.level.options = [("default", _DEFAULT_LEVEL)] + [(str(i), i) for i in allowed]
             self.level.value = current if current in allowed else _DEFAULT_LEVEL
 
     def _set_workers(self, workers: int | str) -> None:
-        workers = opt.WORKERS(workers, "workers") or "auto"
+        workers = WORKERS(workers, "workers") or "auto"
         self.workers.value = self.workers.max if workers == "auto" else min(int(workers), self.workers.max)
 
-    def values(self) -> settings.FormValues:
+    def values(self) -> FormValues:
         """What the controls hold now, as plain values."""
-        return settings.FormValues(
+        return FormValues(
             source=self.source.value, extensions=tuple(self.extensions.value),
             stem_mode=self.stem_mode.value, markers=self.markers.value,
             marker_extensions=tuple(self.marker_extensions.value), contains=self.contains.value,
@@ -345,7 +343,7 @@ class FormLayout:
         error = None
         if field.value.strip():
             try:
-                found = scan_extensions(settings.folder(field.value, field.description, self.root))
+                found = scan_extensions(folder(field.value, field.description, self.root))
             except ZipkitError as e:
                 error = str(e)
             except OSError as e:

@@ -7,16 +7,14 @@ that the mapping, its checks and its error messages are tested without a kernel 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _options as opt
 from .._errors import UsageError, ZipkitError
-from .._plan import COMPRESSIONS, MATCH_MODES, OVERWRITE_POLICIES, plan
-from .._run import run_plan
+from .._options import LEVELS, REGEX, WORKERS, by_name, check_values, compression_level
+from .._options import names as option_names
 from .._tempfiles import is_temp_name
 
 __all__ = ["DEFAULT_LEVEL", "FIELD_WORDS", "MARKERS", "OWN", "FormError", "FormValues", "Loaded", "as_list",
@@ -75,7 +73,7 @@ def as_list(value: str | os.PathLike[str] | Sequence[str] | None) -> list[str]:
 
 def levels(compression: str) -> range:
     """The levels the level dropdown offers for ``compression``: zipkit._options.LEVELS."""
-    low, top = opt.LEVELS[compression]
+    low, top = LEVELS[compression]
     return range(low, top + 1)
 
 
@@ -172,9 +170,18 @@ def _is_folder(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+def _default(name: str) -> Any:
+    return by_name(name).default
+
+
 @dataclasses.dataclass
 class FormValues:
-    """What the form's controls hold, as plain values (texts as typed, choices as chosen)."""
+    """What the form's controls hold, as plain values (texts as typed, choices as chosen).
+
+    A field named like an option of :data:`zipkit._options.OPTIONS` holds that option (its
+    default is the option's); the others say an option the form's way (``markers`` is
+    ``stems_from``, ``marker_extensions`` ``stem_extensions``, ``level`` -1 the default level).
+    """
 
     source: str = ""
     extensions: tuple[str, ...] = ()
@@ -185,16 +192,20 @@ class FormValues:
     not_contains: str = ""
     pattern: str = ""
     regex: str = ""
-    match: str = "prefix"
+    match: str = _default("match")
     output: str = ""
-    compression: str = "deflate"
+    compression: str = _default("compression")
     level: int = DEFAULT_LEVEL
-    workers: int | str = "auto"  #: 1 … max_workers, or "auto"
+    workers: int | str = _default("workers")  #: 1 … max_workers, or "auto"
     max_workers: int = 1
-    overwrite: str = "always"
-    verify: bool = False
-    reproducible: bool = False
-    delete_sources: bool = False
+    overwrite: str = _default("overwrite")
+    verify: bool = _default("verify")
+    reproducible: bool = _default("reproducible")
+    delete_sources: bool = _default("delete_sources")
+
+
+#: The :class:`FormValues` fields that hold an option of the same name as it is (choices, flags).
+AS_IS: tuple[str, ...] = ("match", "compression", "overwrite", "verify", "reproducible", "delete_sources")
 
 
 def plan_kwargs(v: FormValues, root: Path | None = None,
@@ -213,12 +224,8 @@ def plan_kwargs(v: FormValues, root: Path | None = None,
         "source": resolve_path(v.source, "source folder", root),
         "extensions": list(v.extensions),
         "output": resolve_path(v.output, "output folder", root) if v.output.strip() else None,
-        "overwrite": v.overwrite,
-        "compression": v.compression,
         "level": None if v.level == DEFAULT_LEVEL else v.level,
-        "verify": v.verify,
-        "delete_sources": v.delete_sources,
-        "reproducible": v.reproducible,
+        **{name: getattr(v, name) for name in AS_IS if name != "match"},
     }
     if v.stem_mode == MARKERS:
         kw.update(
@@ -254,8 +261,8 @@ def check(v: FormValues, root: Path | None = None) -> dict[str, str]:
         attempt("markers", lambda: folder(v.markers, "marker folder", root))
         if not v.marker_extensions:
             bad["marker_extensions"] = "pick at least one marker extension (e.g. yml)"
-        attempt("regex", lambda: opt.REGEX(v.regex.strip() or None, "stem regex"))
-    attempt("level", lambda: opt.compression_level(None if v.level == DEFAULT_LEVEL else v.level,
+        attempt("regex", lambda: REGEX(v.regex.strip() or None, "stem regex"))
+    attempt("level", lambda: compression_level(None if v.level == DEFAULT_LEVEL else v.level,
                                                    v.compression))
     return bad
 
@@ -290,22 +297,16 @@ def from_kwargs(plan_kw: dict[str, Any], run_kw: dict[str, Any] | None = None) -
     """
     kw = dict(plan_kw)
     run = dict(run_kw or {})
-    plan_defaults = {k: p.default for k, p in inspect.signature(plan).parameters.items()}
-    run_names = set(inspect.signature(run_plan).parameters) - {"plan"}
-    unknown = sorted(set(kw) - set(plan_defaults)) + sorted(set(run) - run_names)
+    plan_names, run_names = set(option_names("plan")), set(option_names("run"))
+    unknown = sorted(set(kw) - plan_names) + sorted(set(run) - run_names)
     if unknown:
         raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
-    match = kw.pop("match", None) or "prefix"
-    overwrite = kw.pop("overwrite", None) or "always"
-    compression = kw.pop("compression", None) or "deflate"
-    opt.choice(match, MATCH_MODES, "match")
-    opt.choice(overwrite, OVERWRITE_POLICIES, "overwrite")
-    opt.choice(compression, COMPRESSIONS, "compression")
-    workers = opt.WORKERS(run.pop("workers", None), "workers") or "auto"
-    opt.compression_level(kw.get("level"), compression)
-    opt.SECONDS(kw.get("timeout"), "timeout")  # kept for the run: refused now, not at Zip
-    opt.kib_range(kw.get("min_size_kb"), kw.get("max_size_kb"))
-    opt.REGEX(kw.get("regex"), "regex")
+    for name in ("match", "overwrite", "compression"):  # None: the option's default
+        if kw.get(name) is None:
+            kw[name] = _default(name)
+    check_values(kw)  # refused now, not at Zip (timeout, sizes … are kept for the run, as given)
+    match, overwrite, compression = kw.pop("match"), kw.pop("overwrite"), kw.pop("compression")
+    workers = WORKERS(run.pop("workers", None), "workers") or "auto"
 
     source, output, stems_from = kw.pop("source", None), kw.pop("output", None), kw.pop("stems_from", None)
     level = kw.pop("level", None)
@@ -332,5 +333,5 @@ def from_kwargs(plan_kw: dict[str, Any], run_kw: dict[str, Any] | None = None) -
     for key in ("progress", "cancel", "save_error_reports"):  # the form sets these itself
         run.pop(key, None)
     return Loaded(values=values, stems_from=None if stems_from is None else str(stems_from),
-                  extra_plan={k: v for k, v in kw.items() if v != plan_defaults[k]},
+                  extra_plan={k: v for k, v in kw.items() if v != _default(k)},
                   extra_run={k: v for k, v in run.items() if v is not None})

@@ -64,7 +64,7 @@ def _runs(rng: random.Random, rows: int, mean: float, alphabet: bytes) -> bytes:
 
 def _counter_digit(row0: int, rows: int, k: int) -> bytes:
     """Digit ``k`` (0 = units) of the row numbers ``row0 .. row0 + rows - 1``, as ASCII."""
-    per = 10**k
+    per: int = 10**k
     if per <= rows:
         cycle = b"".join(bytes([48 + d]) * per for d in range(10))
         start = row0 % len(cycle)

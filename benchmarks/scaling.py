@@ -27,10 +27,12 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from . import old_tool
+from .common import Json, _target, _target_lines, _warm, available_cpus
 from .corpora import Corpus, MiB, build
-from .run import _backend, _target, _target_lines, _warm, available_cpus
+from .run import _backend
 
 __all__ = ["main"]
 
@@ -48,7 +50,7 @@ def _timed(fn: Callable[[], object], out: Path, best_of: int) -> float:
     return best
 
 
-def _zipkit(corpus: Corpus, out: Path, workers: int, **kw) -> Callable[[], object]:
+def _zipkit(corpus: Corpus, out: Path, workers: int, **kw: Any) -> Callable[[], object]:
     import zipkit
 
     def go() -> None:
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=".out-", dir=root)) / "out"
     series: dict[str, dict[int, float]] = {}
-    res: dict = {"meta": {"started": datetime.now().isoformat(timespec="seconds"), "cpus": available_cpus(),
+    res: Json = {"meta": {"started": datetime.now().isoformat(timespec="seconds"), "cpus": available_cpus(),
                           "platform": platform.platform(), "python": sys.version.split()[0], "scale": scale,
                           "best_of": args.best_of, "workers": counts}}
     try:
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def text(res: dict, big_bytes: int, huge_bytes: int) -> str:
+def text(res: Json, big_bytes: int, huge_bytes: int) -> str:
     """The scaling table (seconds; speed-up and MB/s at the most workers)."""
     counts = res["meta"]["workers"]
     head = ["method", *(f"{n} w" for n in counts), "speed-up", "MB/s at max"]

@@ -32,7 +32,7 @@ from test_pool import SLOW
 import zipkit
 import zipkit._pool
 import zipkit._worker
-from zipkit._run import MAX_RESTARTS
+from zipkit._supervise import MAX_RESTARTS
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -92,7 +92,7 @@ def test_ignored_entries_are_reported_not_failures(src, tmp_path):
     (src / "run10.sim").mkdir()  # a folder named like a data file
     r = zk(str(src), "--ext", "dat,sim", "-o", str(tmp_path / "out"), "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert "ignored: run10.sim (folder)" in r.stdout
+    assert "ignored run10.sim: folder" in r.stdout  # the plan's note, in the report too
 
 
 def test_interrupt_exits_130_and_leaves_no_temp(tmp_path):

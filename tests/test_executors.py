@@ -146,3 +146,52 @@ def test_workers_argument_sizes_the_window_of_a_given_executor(tmp_path, workers
         rep = zipkit.run_plan(zipkit.plan(src, EXTS, tmp_path / "out"), executor=pool,
                               workers=workers, progress=False)
     assert rep.workers == workers and rep.executor == "ThreadPoolExecutor" and rep.success
+
+
+REGISTRY_SCRIPT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import zipkit
+with ThreadPoolExecutor(2) as pool:
+    rep = zipkit.zip_by_extension({src!r}, ["dat", "log"], {out!r}, executor=pool, progress=False)
+print(rep.executor, rep.workers, len(rep.ok))
+print(sorted(m for m in ("distributed", "zipkit._dask", "mpi4py", "mpi4py.futures") if m in sys.modules))
+"""
+
+
+def test_a_given_executor_loads_no_other_backend(tmp_path):
+    """The executor registry imports a backend's library only for that library's objects: a
+    thread pool run loads neither Dask nor mpi4py, and the pool's own size is its capacity."""
+    import subprocess
+    import sys
+
+    src = corpus(tmp_path / "src", stems=6)
+    script = REGISTRY_SCRIPT.format(src=str(src), out=str(tmp_path / "out"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["ThreadPoolExecutor 2 6", "[]"], done.stdout
+
+
+def test_an_executor_that_says_no_size_gets_the_cpus_here(tmp_path):
+    """A given executor that does not say how many tasks it runs at once is given as many as
+    this process has CPUs (``workers`` then tells zipkit its size)."""
+    from zipkit._executors import GivenExecutor
+    from zipkit._pool import available_cpus
+
+    class Quiet(Executor):
+        def __init__(self):
+            self.pool = ThreadPoolExecutor(3)
+
+        def submit(self, fn, /, *args, **kwargs):
+            return self.pool.submit(fn, *args, **kwargs)
+
+    with ThreadPoolExecutor(3) as sized:
+        assert GivenExecutor(sized).capacity() == 3
+    quiet = Quiet()
+    try:
+        assert GivenExecutor(quiet).capacity() == available_cpus()
+        rep = zipkit.zip_by_extension(corpus(tmp_path / "src", stems=5), EXTS, tmp_path / "out",
+                                      executor=quiet, workers=3, progress=False)
+        assert rep.success and rep.workers == 3 and rep.executor == "Quiet"
+    finally:
+        quiet.pool.shutdown()

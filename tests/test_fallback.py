@@ -143,7 +143,7 @@ def _other_uid() -> list[str]:
 
 
 NPROC_SCRIPT = """
-import zipkit, zipkit._run
+import zipkit, zipkit._executors
 {patch}
 r = zipkit.zip_by_extension({src!r}, ["a", "b"], {out!r}, progress=False, workers=4)
 print(r.summary_line())
@@ -158,7 +158,7 @@ def test_workers_that_cannot_be_forked(tmp_path: Path, capped: bool) -> None:
     check switched off, fork fails with EAGAIN: the workers started are killed, and every stem
     is zipped here with one warning."""
     src = _corpus(tmp_path / "src", 40)
-    patch = "" if capped else "zipkit._run._limit_workers = lambda n: None  # fork until it fails"
+    patch = "" if capped else "zipkit._executors.limit_workers = lambda n: (n, None)  # fork until it fails"
     script = _script(tmp_path, "job.py", NPROC_SCRIPT, src=str(src), out=str(tmp_path / "out"), patch=patch)
     done, _ = _run([*_other_uid(), sys.executable, str(script)], limits={resource.RLIMIT_NPROC: 3})
     assert done.returncode == 0, done.stderr
@@ -189,8 +189,8 @@ def test_j400_under_ulimit_n_256_is_lowered_with_one_warning(tmp_path: Path) -> 
 
 
 FDS_SCRIPT = """
-import os, psutil, zipkit, zipkit._run
-zipkit._run._limit_workers = lambda n: None  # start workers until the open-file limit stops it
+import os, psutil, zipkit, zipkit._executors
+zipkit._executors.limit_workers = lambda n: (n, None)  # start workers until the open-file limit stops it
 r = zipkit.zip_by_extension({src!r}, ["a", "b"], {out!r}, progress=False, workers=200)
 print(r.summary_line())
 print("CHILDREN", [p.pid for p in psutil.Process().children(recursive=True)

@@ -21,7 +21,7 @@ from safety_helpers import (
 )
 
 import zipkit
-from zipkit._run import MAX_RESTARTS
+from zipkit._supervise import MAX_RESTARTS
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,9 @@ import pytest
 
 import zipkit
 from zipkit import ProgressEvent, plan, run_plan, zip_by_extension
-from zipkit._run import _Batcher, _mp_context, _resolve_workers, available_cpus
+from zipkit._batching import Batcher
+from zipkit._executors import LocalPool
+from zipkit._pool import available_cpus, mp_context
 
 
 def corpus(folder: Path, stems: int = 12, files: int = 3, size: int = 20_000) -> Path:
@@ -63,20 +66,20 @@ def test_one_and_two_workers_give_identical_archives(tmp_path):
 
 
 def test_workers_auto_is_capped(tmp_path):
-    assert _resolve_workers("auto", 1) == 1
-    assert _resolve_workers("auto", 1000) == available_cpus()
-    assert _resolve_workers(64, 3) == 3
+    assert LocalPool("auto", 1).workers == 1
+    assert LocalPool("auto", 1000).workers == available_cpus()
+    assert LocalPool(64, 3).workers == 3
     with pytest.raises(zipkit.UsageError):
-        _resolve_workers(0, 3)
+        zipkit.run_plan(plan(corpus(tmp_path / "src", stems=3), "dat"), workers=0)
 
 
 def test_start_method_never_forks_a_threaded_process():
-    assert _mp_context().get_start_method() == "fork"  # pytest's main thread only
+    assert mp_context().get_start_method() == "fork"  # pytest's main thread only
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        assert _mp_context().get_start_method() == "forkserver"
+        assert mp_context().get_start_method() == "forkserver"
     finally:
         stop.set()
         t.join()
@@ -142,14 +145,14 @@ def test_batcher_packs_small_stems_and_puts_large_first(tmp_path):
     src = corpus(tmp_path / "src", stems=400, files=1, size=2000)
     (src / "huge_a.dat").write_bytes(b"h" * (8 << 20))
     p = plan(src, "dat")
-    b = _Batcher(p.to_write, workers=2)
+    b = Batcher(p.to_write, workers=2)
     batches = []
     while b:
         batches.append([s.stem for s, _ in b.next()])
     assert batches[0] == ["huge_a"]
     assert sum(len(x) for x in batches) == 401
     assert 8 <= len(batches) < 100  # batched, yet enough tasks to balance two workers
-    retried = _Batcher(p.to_write, workers=2)
+    retried = Batcher(p.to_write, workers=2)
     retried.retry(retried.next()[0][0], 2)
     assert len(retried.next()) == 1  # a stem run again after a worker died goes alone
 
@@ -294,14 +297,15 @@ def test_a_run_leaves_nothing_but_the_archives(tmp_path, workers):
 def test_only_an_archive_holding_the_stems_files_counts_as_finished_by_a_lost_worker(tmp_path):
     """When a worker dies, a stem whose archive is on disk counts as done; an archive another
     job put at that path meanwhile (other members) must not: the stem runs again instead."""
-    from zipkit._run import _Progress, _Run
+    from zipkit._progress import Progress
+    from zipkit._supervise import Run
 
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     out.mkdir()
     (src / "a.dat").write_bytes(b"a" * 1000)
     p = plan(src, "dat", out)
-    run = _Run(p, 2, _Progress(False, p.total_bytes, 1), None)
+    run = Run(p, 2, Progress(False, p.total_bytes, 1), None)
     stem = p.stems[0]
     with zipfile.ZipFile(out / "a.zip", "w") as zf:  # another job's: a.log only
         zf.writestr("a.log", b"log")
@@ -316,3 +320,24 @@ def test_only_an_archive_holding_the_stems_files_counts_as_finished_by_a_lost_wo
         zf.writestr("old.txt", b"a member carried over")
     done = run._finished_on_disk(stem, "finished before its worker was stopped")
     assert done is not None and done.status == "ok" and done.deleted == ()
+
+
+def test_report_started_is_when_the_run_began_not_when_it_ended(tmp_path):
+    """``Report.started`` is stamped as the run starts: a run that takes over a second after
+    its first event still reports the second it began (it once recorded the end)."""
+    from datetime import datetime
+
+    src = corpus(tmp_path / "src", stems=2)
+    seen: list[datetime] = []
+
+    def slow(event):
+        if not seen:
+            seen.append(datetime.now())
+            time.sleep(1.5)
+
+    before = datetime.now().replace(microsecond=0)
+    rep = zip_by_extension(src, "dat", tmp_path / "out", workers=1, progress=slow)
+    started = datetime.fromisoformat(rep.started)
+    assert rep.success and seen
+    assert before <= started <= seen[0], (before, started, seen)
+    assert rep.plan is not None and rep.output == rep.plan.output == tmp_path / "out"

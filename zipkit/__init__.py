@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # run_config pulls in YAML: load it on first use so that `import zipkit` stays fast.
     if name == "run_config":
         from ._config import run_config

@@ -1,9 +1,10 @@
 """Run a plan on a Dask cluster: start or connect a ``distributed.Client``, hand the core an Executor.
 
 ``run_plan(plan, executor="dask")`` (or a scheduler address, or the CLI's ``--dask ADDRESS``)
-comes here through :func:`dask_executor`. The core stays the same: it batches, orders largest
-first, submits ``zipkit._worker.run_batch`` and records the results; this module only decides
-where the tasks run and adds what a cluster needs on top:
+comes here through the executor registry (:mod:`zipkit._executors`), which asks
+:func:`backend_for`. The core stays the same: it batches, orders largest first, submits through
+the :class:`DaskBackend` and records the results; this module only decides where the tasks run
+and adds what a cluster needs on top:
 
 - tasks run as ``run_batch_on_worker``, which names the worker's host in a stem's error (a path
   that one node cannot see is the usual failure on shared storage) and checks once per task
@@ -15,8 +16,8 @@ where the tasks run and adds what a cluster needs on top:
   failure per stem);
 - on the way out, temp files left by killed workers are removed.
 
-``executor=client.get_executor()`` gets the same through :func:`adapted` (when the core wraps
-it); any other executor is left alone.
+``executor=client.get_executor()`` gets the same through :func:`adapted`; any other executor is
+left alone.
 
 ``distributed`` is imported only here, and only when asked for.
 """
@@ -32,23 +33,27 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
 from ._errors import UsageError
 from ._plan import ArchiveOptions, StemPlan
+from ._pool import available_cpus
 from ._report import StemResult
-from ._run import _cleanup_temps, available_cpus
+from ._tempfiles import remove_temps
 from ._worker import run_batch
 
 __all__ = [
+    "DaskBackend",
     "DaskExecutor",
     "adapted",
+    "backend_for",
     "check_workers",
     "dask_executor",
     "is_dask_executor",
@@ -62,7 +67,7 @@ _SCHEMES = ("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")
 _INSTALL = "pip install 'zipkit[dask]'"
 
 
-def _distributed():
+def _distributed() -> Any:
     try:
         import distributed
     except ImportError as e:
@@ -72,8 +77,10 @@ def _distributed():
 
 
 def is_dask_executor(executor: object) -> bool:
-    """True for ``client.get_executor()`` of ``distributed`` (checked without importing Dask)."""
-    return type(executor).__module__.startswith("distributed.") and hasattr(executor, "_client")
+    """True for ``client.get_executor()`` of ``distributed`` (checked without importing Dask:
+    if it is not imported, the object cannot be one)."""
+    cf = sys.modules.get("distributed.cfexecutor")
+    return cf is not None and isinstance(executor, cf.ClientExecutor)
 
 
 # -- what runs on a worker ---------------------------------------------------------------------
@@ -161,17 +168,17 @@ class DaskExecutor(Executor):
         self._pending: dict[str, Any] = {}     # our task keys still running → their Dask futures
         self._runs: set[tuple[Path, str]] = set()  # (output folder, run id) served, for temp cleanup
         self._shutdown = False
-        #: what happened on the cluster that the report should say (read by the core, if it asks)
+        #: what happened on the cluster that the report should say (see :class:`DaskBackend`)
         self.notes: list[str] = []
         previous = getattr(client, "_event_handlers", {}).get("all")
         self._previous_handler = None if previous is _ignore_event else previous
         client.subscribe_topic("all", self._on_event)
 
-    @property
-    def _max_workers(self) -> int:
-        """Threads in the cluster now: the core keeps twice as many tasks in flight."""
+    def capacity(self) -> int:
+        """Threads in the cluster now (0: it cannot say): the core keeps twice as many tasks in
+        flight."""
         try:
-            n = sum(self._client.nthreads().values())
+            n = int(sum(self._client.nthreads().values()))
         except Exception:  # noqa: BLE001 - a cluster that cannot answer gets the core's default
             return 0
         if not n:
@@ -205,23 +212,25 @@ class DaskExecutor(Executor):
             if inspect.isawaitable(res):
                 asyncio.ensure_future(res)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        """Run ``fn(*args, **kwargs)`` on the cluster; zipkit's ``run_batch`` runs as
-        :func:`run_batch_on_worker`."""
+    def submit_batch(self, batch: Sequence[StemPlan], options: ArchiveOptions,
+                     run_id: str) -> Future[list[StemResult]]:
+        """Archive ``batch`` on the cluster (:func:`run_batch_on_worker`); the temp files its
+        killed workers leave are removed by :meth:`cleanup`."""
+        with self._lock:
+            self._runs.update((s.archive.parent, run_id) for s in batch)
+        return self.submit(run_batch_on_worker, list(batch), options, run_id)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on the cluster."""
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        if fn is run_batch and len(args) == 3 and not kwargs:
-            batch, _options, run_id = args
-            with self._lock:
-                self._runs.update((s.archive.parent, run_id) for s in batch)
-            fn = run_batch_on_worker
         key = f"zipkit-{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex}"
-        outer: Future = Future()
+        outer: Future[Any] = Future()
         task = self._client.submit(fn, *args, key=key, pure=False, **{**self._submit_kwargs, **kwargs})
         with self._lock:
             self._pending[key] = task
 
-        def pass_cancel(f: Future) -> None:
+        def pass_cancel(f: Future[Any]) -> None:
             if f.cancelled():
                 task.cancel()
 
@@ -229,7 +238,7 @@ class DaskExecutor(Executor):
         task.add_done_callback(lambda t: self._finish(key, t, outer))
         return outer
 
-    def _finish(self, key: str, task: Any, outer: Future) -> None:
+    def _finish(self, key: str, task: Any, outer: Future[Any]) -> None:
         """In Dask's callback thread: fetch the result, release the key, complete ``outer``."""
         with self._lock:
             self._pending.pop(key, None)
@@ -269,7 +278,7 @@ class DaskExecutor(Executor):
         elif pending:
             from distributed import wait as wait_all
 
-            wait_all(pending)
+            wait_all(pending)  # type: ignore[no-untyped-call]  # distributed's wait is untyped
         with contextlib.suppress(Exception):
             if self._previous_handler is not None:
                 self._client.subscribe_topic("all", self._previous_handler)
@@ -281,12 +290,12 @@ class DaskExecutor(Executor):
                 if handlers is not None and handlers.get("all") == self._on_event:
                     handlers["all"] = _ignore_event
 
-    def _cleanup(self) -> None:
+    def cleanup(self) -> None:
         """Remove temp files that killed workers left for the runs this executor served."""
         with self._lock:
             runs = sorted(self._runs)
         for folder, run_id in runs:
-            _cleanup_temps(folder, run_id)
+            remove_temps(folder, run_id)
 
 
 def _ran_again(r: StemResult, worker: str) -> StemResult:
@@ -310,13 +319,14 @@ def adapted(executor: Executor) -> Iterator[Executor]:
         yield executor
         return
     kwargs = {k: v for k, v in getattr(executor, "_kwargs", {}).items() if k != "pure"}
-    check_workers(executor._client)
-    ex = DaskExecutor(executor._client, **kwargs)
+    client = executor._client  # type: ignore[attr-defined]  # ClientExecutor has no public one
+    check_workers(client)
+    ex = DaskExecutor(client, **kwargs)
     try:
         yield ex
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
-        ex._cleanup()
+        ex.cleanup()
 
 
 def _parse(spec: str) -> tuple[str, str]:
@@ -442,4 +452,52 @@ def dask_executor(spec: str = "dask", *, workers: int | str | None = "auto",
             with contextlib.suppress(Exception):
                 cluster.close()
         if ex is not None:
-            ex._cleanup()
+            ex.cleanup()
+
+
+# -- the backend the core runs on (zipkit._executors' protocol) ----------------------------------
+class DaskBackend:
+    """A :class:`DaskExecutor` as the core's backend: its capacity, its tasks, its notes."""
+
+    name = "DaskExecutor"
+
+    def __init__(self, executor: DaskExecutor) -> None:
+        self.executor = executor
+
+    def capacity(self) -> int:
+        return self.executor.capacity() or available_cpus()
+
+    def submit(self, batch: Sequence[StemPlan], options: ArchiveOptions,
+               run_id: str) -> Future[list[StemResult]]:
+        return self.executor.submit_batch(batch, options, run_id)
+
+    def notes(self) -> list[str]:
+        return list(self.executor.notes)
+
+    def broken(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass  # whoever made the executor shuts it down and removes its temp files
+
+
+@contextlib.contextmanager
+def _backend(executors: contextlib.AbstractContextManager[Executor]) -> Iterator[DaskBackend]:
+    with executors as ex:
+        assert isinstance(ex, DaskExecutor)
+        yield DaskBackend(ex)
+
+
+def backend_for(executor: object,
+                workers: int | str | None) -> contextlib.AbstractContextManager[DaskBackend] | None:
+    """The registry's Dask entry: a spec string (a cluster for one run, :func:`dask_executor`),
+    ``client.get_executor()`` (:func:`adapted`) or a :class:`DaskExecutor` (used as given); None
+    for anything else."""
+    if isinstance(executor, str):
+        return _backend(dask_executor(executor, workers=workers))
+    if isinstance(executor, DaskExecutor):
+        return contextlib.nullcontext(DaskBackend(executor))
+    if is_dask_executor(executor):
+        assert isinstance(executor, Executor)
+        return _backend(adapted(executor))
+    return None

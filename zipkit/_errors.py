@@ -22,10 +22,7 @@ catches them all::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._report import Report
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -91,7 +88,7 @@ class StemError(ZipkitError):
         return (_rebuild, (type(self), self.args, self.stem, self.path))
 
 
-def _rebuild(cls: type[StemError], args: tuple[Any, ...], stem: str | None, path: Path | None):
+def _rebuild(cls: type[StemError], args: tuple[Any, ...], stem: str | None, path: Path | None) -> StemError:
     return cls(*args, stem=stem, path=path)
 
 
@@ -121,13 +118,16 @@ class WorkerLost(StemError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT), SIGTERM or SIGHUP stopped the run; ``report`` says what finished before it.
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP stopped the run; ``report`` (a :class:`zipkit.Report`)
+    says what finished before it.
 
     ``signal`` is the signal's number, ``exit_code`` the status a program stopped by it exits
     with (130, 143, 129).
     """
 
-    def __init__(self, report: Report, signal: int = 2):
+    # ``report`` is typed Any: zipkit._report sits above this module (it raises UsageError), so
+    # naming Report here, even for the type checker, would make an import cycle.
+    def __init__(self, report: Any, signal: int = 2) -> None:
         self.report = report
         self.signal = signal
         self.exit_code = 128 + signal

@@ -31,7 +31,7 @@ from ._options import Compression as Compression
 from ._options import MatchMode as MatchMode
 from ._options import Overwrite as Overwrite
 from ._scan import Scan, SourceFile, as_list, folder, scan, select_markers
-from ._table import format_bytes, html_table, text_table
+from ._table import format_bytes, html_table, plan_notes, text_table
 from ._tempfiles import TEMP_PREFIX, TEMP_SUFFIX
 
 __all__ = [
@@ -216,24 +216,7 @@ class Plan:
         return [[s.stem, len(s.files), format_bytes(s.bytes), s.action, s.reason] for s in self.stems]
 
     def _notes(self) -> list[str]:
-        notes = []
-        if self.unmatched:
-            names = ", ".join(p.name for p in self.unmatched[:10])
-            more = f" … and {len(self.unmatched) - 10} more" if len(self.unmatched) > 10 else ""
-            notes.append(f"unmatched files ({len(self.unmatched)}): {names}{more}")
-        if self.empty_stems:
-            names = ", ".join(self.empty_stems[:10])
-            more = f" … and {len(self.empty_stems) - 10} more" if len(self.empty_stems) > 10 else ""
-            notes.append(f"stems without files, no archive ({len(self.empty_stems)}): {names}{more}")
-        for path, stems in self.contested[:10]:
-            notes.append(f"{path.name} fits several stems: {', '.join(stems)}")
-        if len(self.contested) > 10:
-            notes.append(f"… {len(self.contested) - 10} more files fit several stems")
-        for path, why in self.ignored[:10]:
-            notes.append(f"ignored {path.name}: {why}")
-        if len(self.ignored) > 10:
-            notes.append(f"… {len(self.ignored) - 10} more ignored entries")
-        return notes
+        return plan_notes(self.unmatched, self.empty_stems, self.contested, self.ignored)
 
     def __str__(self) -> str:
         return self.to_text()

@@ -1,7 +1,7 @@
-"""The process pool's edges: how workers start, what the process limits allow, what each worker
-is running.
+"""The run's own process pool: how workers start, what the process limits allow, what each worker
+is running, and one pool of a run (:class:`OwnPool`).
 
-The supervision loop lives in :mod:`zipkit._run`; this module answers its questions:
+The supervision loop lives in :mod:`zipkit._supervise`; this module answers its questions:
 
 - which start method is safe now (:func:`mp_context`, asked again at every pool start);
 - whether workers could start at all (:func:`reimport_reruns_this_call`: a script without an
@@ -15,6 +15,7 @@ The supervision loop lives in :mod:`zipkit._run`; this module answers its questi
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import os
 import signal
@@ -22,16 +23,23 @@ import sys
 import threading
 import time
 import tokenize
-from collections.abc import Sequence
-from typing import Any
+import types
+from collections.abc import Callable, Sequence
+from concurrent.futures import BrokenExecutor, Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import _worker
 from ._plan import ArchiveOptions, StemPlan
 from ._report import StemResult
 
-__all__ = ["ENDED", "NOT_STARTED", "RUNNING", "init_pool_worker", "limit_workers", "mp_context",
-           "manager_thread_error", "reimport_reruns_this_call", "run_marked",
-           "unreadable_main", "watch_manager_thread"]
+if TYPE_CHECKING:  # pragma: no cover
+    from concurrent.futures import ProcessPoolExecutor
+
+__all__ = ["ENDED", "NOT_STARTED", "RUNNING", "STOPPED", "CannotStart", "OwnPool", "PoolTask",
+           "available_cpus", "init_pool_worker", "kill_pool", "limit_workers", "manager_thread_error",
+           "mp_context", "reimport_reruns_this_call", "run_marked", "unreadable_main",
+           "watch_manager_thread"]
 
 log = logging.getLogger("zipkit")
 
@@ -48,7 +56,14 @@ TASK_RESERVE = 4  # the parent's pool threads and the forkserver
 _marks: Any = None  # this worker's view of the run's marks (a shared byte array)
 
 
-def mp_context(forkable: bool = True):
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def mp_context(forkable: bool = True) -> Any:
     """fork on Linux while this process has one thread (fast, and scripts without a
     ``__main__`` guard work); else forkserver (spawn where there is none).
 
@@ -114,7 +129,7 @@ def _in_worker(test: ast.expr) -> bool | None:
     except ValueError:
         return None
     if isinstance(op, (ast.Eq, ast.NotEq)):
-        return (WORKER_NAME == value) == isinstance(op, ast.Eq)
+        return bool(WORKER_NAME == value) == isinstance(op, ast.Eq)
     if isinstance(op, (ast.In, ast.NotIn)) and isinstance(value, (tuple, list, set, frozenset)):
         return (WORKER_NAME in value) == isinstance(op, ast.In)
     return None
@@ -160,7 +175,8 @@ def reimport_reruns_this_call() -> bool:
         path = getattr(main, "__file__", None)
         if path is None or os.path.splitext(os.path.basename(path))[0] == "ipython":
             return False
-    frames, frame = [], sys._getframe(1)  # the script's frames on the way to this call
+    frames: list[tuple[str, int, bool]] = []
+    frame: types.FrameType | None = sys._getframe(1)  # the script's frames on the way to this call
     while frame is not None:
         if frame.f_globals is vars(main):
             frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name == "<module>"))
@@ -192,7 +208,8 @@ def unreadable_main() -> str | None:
     path = getattr(main, "__file__", None)
     if path is None or os.path.splitext(os.path.basename(path))[0] == "ipython":
         return None
-    full = path if os.path.isabs(path) else os.path.join(process.ORIGINAL_DIR or os.getcwd(), path)
+    original: str | None = getattr(process, "ORIGINAL_DIR", None)  # where multiprocessing started
+    full = path if os.path.isabs(path) else os.path.join(original or os.getcwd(), path)
     return None if os.path.isfile(full) else path
 
 
@@ -283,7 +300,8 @@ def manager_thread_error(pool: Any) -> BaseException | None:
     thread = getattr(pool, "_executor_manager_thread", None)
     if thread is None or thread.is_alive() or _watched is None:
         return None
-    return _watched.get(pool)
+    error: BaseException | None = _watched.get(pool)
+    return error
 
 
 # -- in a worker ---------------------------------------------------------------------------
@@ -315,3 +333,123 @@ def run_marked(indices: Sequence[int], batch: Sequence[StemPlan] | None, options
         out += _worker.run_batch([stem], opts, run_id)
         _marks[i] = ENDED
     return out
+
+
+# -- one pool of a run, in the parent ------------------------------------------------------
+
+@dataclass(frozen=True)
+class PoolTask:
+    """What every pool of a run is given: the plan's stems (their index is a stem's mark), the
+    archive options and the run's id."""
+
+    stems: Sequence[StemPlan]
+    options: ArchiveOptions
+    run_id: str
+    index: dict[str, int]
+
+
+def kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers now (Ctrl-C, cancel, a stem that will not stop, a failed start)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.kill()
+    for p in procs:  # a pool whose start failed has no manager thread to reap them
+        with contextlib.suppress(Exception):
+            p.join(5)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager.ident is None:  # it could not start (a thread limit): no join
+        pool._executor_manager_thread = None  # type: ignore[assignment]  # so shutdown skips the join
+    pool.shutdown(wait=True, cancel_futures=True)
+    log.debug("killed %d worker process(es)", len(procs))
+
+
+class CannotStart(Exception):
+    """Workers of this run cannot start; the message says why, for the fallback's warning.
+
+    ``guard``: the likely fix is an ``if __name__ == "__main__":`` guard. ``starved``: the
+    process could not make a process or thread (a limit), so the rest runs on one thread.
+    """
+
+    def __init__(self, cause: str, *, guard: bool = False, starved: bool = False, fix: str | None = None):
+        super().__init__(cause)
+        self.guard, self.starved, self.fix = guard, starved, fix
+
+
+class OwnPool:
+    """One process pool of a run: its progress queue, its start method, what it was given.
+
+    Tasks run :func:`run_marked`, which marks each stem in ``marks`` (one shared
+    int per stem of the plan) with its worker's pid as it starts, and as ended when it ends, so
+    that a lost worker charges an attempt only to the stems it was running.
+    """
+
+    def __init__(self, workers: int, ctx: Any, marks: Any, task: PoolTask,
+                 drain: Callable[[Any], None]) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.marks, self.task, self.drain = marks, task, drain
+        self.forked = ctx.get_start_method() == "fork"
+        self.threads_before = set(threading.enumerate())
+        self.queue = ctx.Queue()
+        args = (self.queue, marks, task.stems, task.options) if self.forked else (self.queue, marks)
+        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_pool_worker,
+                                        initargs=args)
+        watch_manager_thread(self.pool)
+        self.procs = self.pool._processes  # filled as workers start; kept when the pool shuts down
+        self.given: list[int] = []  # plan indices of the stems submitted to this pool
+        self.returned = False  # a task of this pool returned
+        self.died: set[int] = set()  # pids of workers that died by themselves (set by close)
+
+    def submit(self, batch: Sequence[StemPlan]) -> Future[list[StemResult]]:
+        """Submit; :class:`CannotStart` (after killing the workers started) if a worker cannot."""
+        idx = [self.task.index[s.stem] for s in batch]
+        for i in idx:
+            self.marks[i] = NOT_STARTED
+        self.given += idx
+        try:
+            if self.forked:
+                return self.pool.submit(run_marked, idx, None, None, self.task.run_id)
+            return self.pool.submit(run_marked, idx, list(batch), self.task.options, self.task.run_id)
+        except BrokenExecutor:  # a worker died: not a failed start
+            raise
+        except (OSError, EOFError, RuntimeError) as e:  # fork/spawn failed; a thread could not start
+            self.close(kill=True)
+            why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            raise CannotStart(f"worker processes could not be started ({why})", starved=True) from e
+
+    def kill_workers(self) -> None:
+        """Kill the workers, leaving the pool to notice (a task that will not stop)."""
+        for p in list(self.procs.values()):
+            with contextlib.suppress(Exception):
+                p.kill()
+
+    def ran_any(self) -> bool:
+        """Whether any worker of this pool got as far as starting a stem."""
+        return self.returned or any(self.marks[i] != NOT_STARTED for i in self.given)
+
+    def state(self, stem: StemPlan) -> int:
+        """NOT_STARTED, ENDED, RUNNING (on a worker that died) or STOPPED (on a worker the pool
+        stopped because another one died); after :meth:`close`."""
+        mark: int = self.marks[self.task.index[stem.stem]]
+        if mark <= 0:
+            return mark
+        return RUNNING if not self.died or mark in self.died else STOPPED
+
+    def close(self, kill: bool) -> None:
+        """Shut down (``kill``: kill the workers first), take the last messages, and join the
+        threads the pool started, so that the next start method is decided on a quiet process."""
+        if kill:
+            kill_pool(self.pool)
+        else:
+            self.pool.shutdown(wait=True)
+        self.drain(self.queue)
+        self.queue.close()
+        self.queue.join_thread()
+        for t in set(threading.enumerate()) - self.threads_before:
+            if t.name == "QueueFeederThread" or type(t).__name__ == "_ExecutorManagerThread":
+                t.join(5)
+        # alive, or stopped by the pool for another's death: by SIGTERM, or by a handler of it
+        # that exits (0, 143); a worker that dies by itself is killed or crashes
+        stopped = (None, 0, -signal.SIGTERM, 128 + signal.SIGTERM)
+        self.died = {pid for pid, p in list(self.procs.items()) if p.exitcode not in stopped}

@@ -8,7 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from ._table import NOTHING, format_bytes, html_table, text_table
+from ._errors import UsageError
+from ._plan import Plan
+from ._table import NOTHING, format_bytes, html_table, plan_notes, text_table
 
 __all__ = ["Report", "StemResult", "check_error_report_path"]
 
@@ -37,8 +39,6 @@ def check_error_report_path(path: str | os.PathLike[str], reads: dict[str, str])
     config, archives) to what they are. An existing file there is replaced only if it is a
     zipkit error report. Raises :class:`UsageError` naming the path.
     """
-    from ._errors import UsageError
-
     p = Path(path).expanduser()
     what = reads.get(os.path.realpath(p))
     if what is not None:
@@ -119,25 +119,53 @@ class StemResult:
 
 @dataclass(frozen=True, repr=False)
 class Report:
-    """The result of a run: one :class:`StemResult` per stem plus what the plan left out.
+    """The result of a run: one :class:`StemResult` per stem, and the :class:`Plan` it ran
+    (what the plan left out: ``unmatched``, ``empty_stems``, ``contested``, ``ignored``).
 
     In Jupyter it renders as a table; ``print(report)`` gives a text table. ``report.failed``
-    lists failed and timed-out stems; ``report.to_records()`` gives plain dicts.
+    lists failed and timed-out stems; ``report.to_records()`` gives plain dicts. ``started`` is
+    when the run began (ISO 8601, local time, seconds).
     """
 
     results: tuple[StemResult, ...]
     seconds: float
     workers: int
     executor: str
-    source: Path | None = None
-    output: Path | None = None
-    unmatched: tuple[Path, ...] = ()
-    empty_stems: tuple[str, ...] = ()
-    contested: tuple[tuple[Path, tuple[str, ...]], ...] = ()
-    ignored: tuple[tuple[Path, str], ...] = ()
+    plan: Plan | None = None
     notes: tuple[str, ...] = ()
     error_report: Path | None = None
     started: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+
+    # --- what the plan says -----------------------------------------------------------------
+    @property
+    def source(self) -> Path | None:
+        """The folder the plan read."""
+        return self.plan.source if self.plan is not None else None
+
+    @property
+    def output(self) -> Path | None:
+        """The folder of the archives."""
+        return self.plan.output if self.plan is not None else None
+
+    @property
+    def unmatched(self) -> tuple[Path, ...]:
+        """Files that fit no stem."""
+        return self.plan.unmatched if self.plan is not None else ()
+
+    @property
+    def empty_stems(self) -> tuple[str, ...]:
+        """Stems with no files (no archive)."""
+        return self.plan.empty_stems if self.plan is not None else ()
+
+    @property
+    def contested(self) -> tuple[tuple[Path, tuple[str, ...]], ...]:
+        """Files that several stems fit, with those stems."""
+        return self.plan.contested if self.plan is not None else ()
+
+    @property
+    def ignored(self) -> tuple[tuple[Path, str], ...]:
+        """Entries the scan ignored, with why."""
+        return self.plan.ignored if self.plan is not None else ()
 
     # --- selections -------------------------------------------------------------------------
     def _with(self, *statuses: str) -> tuple[StemResult, ...]:
@@ -287,25 +315,13 @@ class Report:
 
     def _notes(self) -> list[str]:
         out = list(self.notes)
-        if self.unmatched:
-            out.append(f"{len(self.unmatched)} file(s) matched no stem: "
-                       + ", ".join(p.name for p in self.unmatched[:10])
-                       + (" …" if len(self.unmatched) > 10 else ""))
-        if self.empty_stems:
-            out.append(f"{len(self.empty_stems)} stem(s) had no files (no archive): "
-                       + ", ".join(self.empty_stems[:10]) + (" …" if len(self.empty_stems) > 10 else ""))
+        out += plan_notes(self.unmatched, self.empty_stems, self.contested, self.ignored)
         dropped = [r for r in self.ok if r.dropped]
         for r in dropped[:10]:
             out.append(f"{r.stem}: replace dropped {len(r.dropped)} member(s): "
                        + ", ".join(r.dropped[:10]) + (" …" if len(r.dropped) > 10 else ""))
         if len(dropped) > 10:
             out.append(f"… {len(dropped) - 10} more stems had members dropped")
-        if self.contested:
-            out.append(f"{len(self.contested)} file(s) fit several stems: "
-                       + "; ".join(f"{p.name} → {', '.join(s)}" for p, s in self.contested[:5]))
-        if self.ignored:
-            out.append(f"{len(self.ignored)} entr(ies) ignored: "
-                       + "; ".join(f"{p.name} ({why})" for p, why in self.ignored[:5]))
         if self.ok and self.seconds > 0:
             out.append(f"performance: {format_bytes(self.throughput)}/s, workers "
                        f"{self.cpu_utilisation:.0%} busy, peak memory of a zipping process "

@@ -12,8 +12,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from pathlib import PurePath
 
-__all__ = ["NOTHING", "TABLE_CSS", "format_bytes", "html_table", "text_table"]
+__all__ = ["NOTHING", "TABLE_CSS", "format_bytes", "html_table", "plan_notes", "text_table"]
 
 NOTHING = "—"  #: a cell for what did not happen (no time for a skipped stem, no size for a cancelled one)
 
@@ -124,3 +125,27 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_row
         body.append(f"<tr><td colspan='{len(headers)}'>… {more} more</td></tr>")
     return (f"<div class='zipkit-table'><style>{TABLE_CSS}</style><table class='{html.escape(css_class)}'>"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def plan_notes(unmatched: Sequence[PurePath], empty_stems: Sequence[str],
+               contested: Sequence[tuple[PurePath, Sequence[str]]],
+               ignored: Sequence[tuple[PurePath, str]]) -> list[str]:
+    """What a plan left out, one line each: the plan's notes and its report's (one renderer)."""
+    notes = []
+    if unmatched:
+        names = ", ".join(p.name for p in unmatched[:10])
+        more = f" … and {len(unmatched) - 10} more" if len(unmatched) > 10 else ""
+        notes.append(f"unmatched files ({len(unmatched)}): {names}{more}")
+    if empty_stems:
+        names = ", ".join(empty_stems[:10])
+        more = f" … and {len(empty_stems) - 10} more" if len(empty_stems) > 10 else ""
+        notes.append(f"stems without files, no archive ({len(empty_stems)}): {names}{more}")
+    for path, stems in contested[:10]:
+        notes.append(f"{path.name} fits several stems: {', '.join(stems)}")
+    if len(contested) > 10:
+        notes.append(f"… {len(contested) - 10} more files fit several stems")
+    for path, why in ignored[:10]:
+        notes.append(f"ignored {path.name}: {why}")
+    if len(ignored) > 10:
+        notes.append(f"… {len(ignored) - 10} more ignored entries")
+    return notes

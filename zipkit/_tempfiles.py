@@ -176,7 +176,7 @@ def temp_file(folder: Path, run_id: str) -> tuple[int, Path]:
                 raise RunClosed(f"run {run_id} was stopped before this stem began; nothing written")
             return _create(folder, run_id)
     try:
-        if run_id in _closed:
+        if run_id in _closed or not _run_lives():  # a dead run's mark is not even held for a moment
             raise FileNotFoundError
         gate = os.open(lock_path(folder, run_id), os.O_RDONLY)
     except FileNotFoundError:
@@ -214,6 +214,9 @@ def deleting(folder: Path, run_id: str) -> Iterator[bool]:
                 with _lock:
                     _busy[run_id] -= 1
                     _idle.notify_all()
+        return
+    if not _run_lives():
+        yield False
         return
     try:
         gate = os.open(lock_path(folder, run_id), os.O_RDONLY)
@@ -293,6 +296,24 @@ def _run_of(name: str) -> str | None:
     return rest[:cut] if cut > 0 else None
 
 
+STALE_GRACE = 0.25  # s: how long another process may hold a gone run's mark for a moment
+
+
+def _lock_within(fd: int, seconds: float) -> bool:
+    """Lock a live mark exclusively, waiting up to ``seconds`` for others' holds to end;
+    BlockingIOError if one lasts longer (a live run's process holds its mark for the whole run;
+    a worker passing its gate, or another process probing the mark, for a moment)."""
+    assert fcntl is not None
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.002)
+
+
 def remove_stale(output: Path, keep: str) -> list[str]:
     """Remove the temp folders of runs into ``output`` whose process is gone; return their ids.
 
@@ -321,7 +342,7 @@ def remove_stale(output: Path, keep: str) -> list[str]:
         except OSError:
             continue
         try:
-            if fcntl is None or not _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB):
+            if fcntl is None or not _lock_within(fd, STALE_GRACE):
                 continue  # no locks here: cannot tell a live run from a gone one
             if os.fstat(fd).st_nlink == 0:
                 continue  # the run is closing itself
@@ -387,17 +408,10 @@ class RunTemps:
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)  # tasks elsewhere see the run closed
                 if fcntl is not None:  # wait for tasks that passed the gate before the unlink
-                    end = time.monotonic() + CLOSE_WAIT
-                    while True:
-                        try:
-                            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                            break
-                        except BlockingIOError:
-                            if time.monotonic() > end:
-                                log.debug("run %s: a task kept its temp-file lock; cleaning up anyway",
-                                          self.run_id)
-                                break
-                            time.sleep(0.002)
+                    try:
+                        _lock_within(fd, CLOSE_WAIT)
+                    except BlockingIOError:
+                        log.debug("run %s: a task kept its temp-file lock; cleaning up anyway", self.run_id)
             try:
                 return remove_temps(self.output, self.run_id)
             finally:

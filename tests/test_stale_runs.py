@@ -1,0 +1,83 @@
+"""A gone run's temp folders are removed by the next run even while another process holds the
+gone run's live mark for a moment (a dying worker passing its gate, a given executor's worker
+probing it): the race that left temp folders behind after ``kill -9`` and an immediate re-run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zipkit
+from tests.safety_helpers import assert_no_temp_files, temp_files
+from tests.signal_helpers import default_signals
+from zipkit import _tempfiles
+
+RUN = "0123456789ab"  # the id of a run that was killed: its process is gone
+
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_SH)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _killed_run(out: Path) -> Path:
+    """What ``kill -9`` leaves: the run's unlocked live mark and a worker's temp folder and file."""
+    out.mkdir(parents=True, exist_ok=True)
+    mark = _tempfiles.lock_path(out, RUN)
+    mark.write_bytes(b"")
+    folder = out / f".zipkit-{RUN}-999999.tmp"
+    folder.mkdir()
+    (folder / f".zipkit-{RUN}-999999-0.tmp").write_bytes(b"half an archive")
+    return mark
+
+
+def _hold(mark: Path, seconds: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(mark), str(seconds)], stdout=subprocess.PIPE,
+                            text=True, preexec_fn=default_signals)
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_moment_s_hold_on_a_gone_run_s_mark_does_not_keep_its_temp_folders(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    mark = _killed_run(out)
+    holder = _hold(mark, 0.02)  # shorter than the grace: a worker passing its gate
+    try:
+        assert _tempfiles.remove_stale(out, keep="another") == [RUN]
+    finally:
+        holder.wait(10)
+    assert_no_temp_files(out)
+
+
+def test_a_run_started_while_a_dying_worker_holds_the_mark_leaves_nothing(tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    (src / "a.dat").write_bytes(b"a" * 1000)
+    holder = _hold(_killed_run(out), 0.02)
+    try:
+        report = zipkit.zip_by_extension(src, "dat", out, workers=1, progress=False)
+    finally:
+        holder.wait(10)
+    assert report.success
+    assert_no_temp_files(src, out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.zip"]
+
+
+def test_a_mark_held_for_the_whole_sweep_is_a_live_run_and_is_left_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    mark = _killed_run(out)
+    holder = _hold(mark, 30)  # a live run's process holds its mark for the whole run
+    try:
+        t0 = time.monotonic()
+        assert _tempfiles.remove_stale(out, keep="another") == []
+        waited = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert len(temp_files(out)) == 3  # the mark, the folder and its file: all kept
+    assert waited < _tempfiles.STALE_GRACE + 2  # it waits the grace, not the holder out

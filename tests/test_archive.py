@@ -223,20 +223,21 @@ def test_lzma_level_is_honoured_and_bzip2_level_0_refused(tmp_path):
     {}, {"reproducible": True}, {"compression": "stored"}, {"deflate_backend": "zlib"},
     {"level": 1}, {"level": 0}, {"level": 9, "deflate_backend": "zlib"},
 ], ids=repr)
-def test_small_stems_written_at_once_match_the_streaming_writer_byte_for_byte(tmp_path, monkeypatch,
-                                                                               options):
-    """A stem under 1 MiB is built in memory; the bytes must be those zipfile's streaming writer
-    makes for the same files (names with spaces and umlauts, an empty member, binary, text)."""
+def test_stems_of_small_files_written_directly_match_the_streaming_writer_byte_for_byte(
+        tmp_path, monkeypatch, options):
+    """A stem of files under the chunk size is written member by member by the direct writer;
+    the bytes must be those zipfile's streaming writer makes for the same files (names with
+    spaces and umlauts, an empty member, binary, text)."""
     import zipkit._archive as archive
 
     files = {"s 1.csv": CSV[:30_000], "s 1.bin": BIN[:5000], "s 1.txt": b"", "s 1_Ölbild.csv": b"x" * 99}
     src = make(tmp_path / "src", files)
     options = {"stems": ["s 1"], **options}
     p = plan(src, ["csv", "bin", "txt"], tmp_path / "fast", **options)
-    assert archive._in_memory(p.stems[0], p.options)  # this stem does take the in-memory path
+    assert archive._direct(p.stems[0], p.options)  # this stem does take the direct path
     fast = zip_by_extension(src, ["csv", "bin", "txt"], tmp_path / "fast", workers=1, progress=False,
                             **options)
-    monkeypatch.setattr(archive, "_SMALL_STEM", -1)  # every stem streams
+    monkeypatch.setattr(archive, "_DIRECT", False)  # every stem streams
     slow = zip_by_extension(src, ["csv", "bin", "txt"], tmp_path / "slow", workers=1, progress=False,
                             **options)
     assert fast.success and slow.success
@@ -247,16 +248,16 @@ def test_small_stems_written_at_once_match_the_streaming_writer_byte_for_byte(tm
         subprocess.run(["unzip", "-tq", str(tmp_path / "fast" / "s 1.zip")], check=True, capture_output=True)
 
 
-def test_which_stems_are_written_at_once(tmp_path):
-    """Only deflate/stored stems up to 1 MiB, each file under the chunk size, take the in-memory path."""
+def test_which_stems_are_written_directly(tmp_path):
+    """Only deflate/stored stems whose files are each under the chunk size take the direct path."""
     import zipkit._archive as archive
 
     src = make(tmp_path / "src", {"a.csv": CSV[:200_000], "b.csv": (CSV * 4)[: (1 << 20) + 1]})
     p = plan(src, "csv", tmp_path / "out")
     a, b = p.stems
-    assert archive._in_memory(a, p.options) and not archive._in_memory(b, p.options)
-    assert not archive._in_memory(a, ArchiveOptions(compression="bzip2"))
-    assert not archive._in_memory(a, ArchiveOptions(chunk_size=100_000))
+    assert archive._direct(a, p.options) and not archive._direct(b, p.options)
+    assert not archive._direct(a, ArchiveOptions(compression="bzip2"))
+    assert not archive._direct(a, ArchiveOptions(chunk_size=100_000))
 
 
 def test_a_small_stem_whose_file_grew_since_the_plan_fails_unread(tmp_path):
@@ -266,7 +267,7 @@ def test_a_small_stem_whose_file_grew_since_the_plan_fails_unread(tmp_path):
     p = plan(src, ["csv", "txt"], tmp_path / "out")
     import zipkit._archive as archive
 
-    assert archive._in_memory(p.stems[0], p.options)
+    assert archive._direct(p.stems[0], p.options)
     grown = (CSV * 12)[: 3 << 20]
     (src / "g.csv").write_bytes(grown)
     (tmp_path / "out").mkdir()

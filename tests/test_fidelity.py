@@ -205,15 +205,15 @@ def png(width: int, height: int, seed: int) -> bytes:
 
 @pytest.fixture
 def compressors(monkeypatch):
-    """The sizes of the members for which the streaming writer made a compressor."""
+    """The sizes of the members for which a writer made a compressor."""
     made: list[int] = []
-    real = archive._compressor
+    real = archive.compressor
 
     def spy(options, backend, size, pool):
         made.append(size)
         return real(options, backend, size, pool)
 
-    monkeypatch.setattr(archive, "_compressor", spy)
+    monkeypatch.setattr(archive, "compressor", spy)
     return made
 
 

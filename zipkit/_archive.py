@@ -1,10 +1,12 @@
-"""One stem → one archive: temp file, streaming, compression backend, verify, delete sources.
+"""One stem → one archive: temp file, write, verify, replace, delete sources.
 
 The archive is written to a temp file in the process's own temp folder inside the output
 folder and renamed onto ``STEM.zip`` only when it is complete (and verified, when asked).
 Whatever goes wrong, no ``STEM.zip`` is left half-written and no temp file stays behind;
-sources are deleted only after the archive is in place, fsynced and verified. Small stems are
-built in memory and written at once; others stream through zipfile chunk by chunk.
+sources are deleted only after the archive is in place, fsynced and verified. A stem whose
+files are all small (under the chunk size; deflate or stored) is written member by member
+by :class:`~zipkit._zipwriter.ZipWriter`; others stream through zipfile chunk by chunk. Both
+give the same bytes.
 """
 
 from __future__ import annotations
@@ -14,197 +16,35 @@ import errno
 import logging
 import os
 import signal
-import stat
-import struct
 import threading
 import time
 import traceback
 import zipfile
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
+from typing import IO, Any, BinaryIO, Literal
 
+from ._compress import BLOCK, METHODS, Compressor, Packed, compressor, deflate_backend, pack
 from ._errors import ExistingArchiveError, SourceChangedError, StemError, StemTimeout, VerifyError
 from ._members import Stamp, pays, sample_incompressible, stamp
-from ._merge import READ_FLAGS, Existing, carry_member, copy_preamble, open_existing
-from ._plan import ArchiveOptions, SourceFile, StemPlan
+from ._merge import Existing, carry_member, copy_preamble, open_existing
+from ._options import ArchiveOptions
+from ._plan import SourceFile, StemPlan
 from ._report import StemResult
+from ._sources import ReadLog, check_unchanged, open_source, read_whole, still_read_file
 from ._tempfiles import deleting as _deleting
 from ._tempfiles import fsync_dir as _fsync_dir
 from ._tempfiles import temp_file as _temp_file
+from ._zipwriter import ZipWriter
 
 __all__ = ["deflate_backend", "write_archive"]
 
 log = logging.getLogger("zipkit")
 
-try:  # ISA-L: standard deflate streams, several times faster than zlib
-    from isal import isal_zlib as _isal_zlib
-except ImportError:  # pragma: no cover - exercised where isal is not installed
-    _isal_zlib = None
-
-_METHODS = {
-    "deflate": zipfile.ZIP_DEFLATED,
-    "stored": zipfile.ZIP_STORED,
-    "bzip2": zipfile.ZIP_BZIP2,
-    "lzma": zipfile.ZIP_LZMA,
-}
-_DEFAULT_LEVEL = 6
 ByteSink = Callable[[int], None]
-
-
-def _isal_level(level: int) -> int:
-    """zlib level → the ISA-L level of similar intent (ISA-L has 0..3)."""
-    # 6 (the default) → 3: within 3% of zip -6's size on simulation output, still ~9x faster
-    return 0 if level <= 1 else 1 if level <= 3 else 2 if level <= 5 else 3
-
-
-def deflate_backend(options: ArchiveOptions) -> str:
-    """Name of the compressor these options use, e.g. ``'isal-3'``, ``'zlib-6'``, ``'stored'``."""
-    if options.compression != "deflate":
-        if options.compression == "stored" or options.level is None:
-            return options.compression
-        return f"{options.compression}-{options.level}"
-    level = _DEFAULT_LEVEL if options.level is None else options.level
-    use_isal = (
-        options.deflate_backend == "isal"
-        or (options.deflate_backend == "auto" and _isal_zlib is not None and level > 0)
-    )
-    if use_isal:
-        if _isal_zlib is None:
-            raise StemError("deflate_backend='isal' but the isal package is not installed")
-        return f"isal-{_isal_level(level)}"
-    return f"zlib-{level}"
-
-
-class _LevelLZMA(zipfile.LZMACompressor):
-    """zipfile's LZMA member compressor (always preset 6) with a chosen preset."""
-
-    def __init__(self, level: int):
-        super().__init__()
-        self.level = level
-
-    def _init(self) -> bytes:
-        import lzma
-        import struct
-
-        spec = {"id": lzma.FILTER_LZMA1, "preset": self.level}
-        props = lzma._encode_filter_properties(spec)  # the header keeps lc/lp/pb/dictionary size
-        self._comp = lzma.LZMACompressor(lzma.FORMAT_RAW, filters=[spec])
-        return struct.pack("<BBH", 9, 4, len(props)) + props
-
-
-def _raw_deflater(backend: str):
-    """A raw-deflate compressobj (wbits=-15) for ``backend`` as named by :func:`deflate_backend`."""
-    kind, level = backend.split("-")
-    if kind == "isal":
-        return _isal_zlib.compressobj(int(level), zlib.DEFLATED, -15)
-    return zlib.compressobj(int(level), zlib.DEFLATED, -15)
-
-
-_BLOCK = 1 << 20  # input bytes per parallel deflate block
-_WINDOW = 32 << 10  # deflate's dictionary: the last 32 KiB of the previous block
-
-
-def _deflate_block(backend: str, block: bytes, zdict: bytes, final: bool) -> bytes:
-    kind, level = backend.split("-")
-    mod = _isal_zlib if kind == "isal" else zlib
-    c = mod.compressobj(int(level), zlib.DEFLATED, -15, **({"zdict": zdict} if zdict else {}))
-    return c.compress(block) + c.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
-
-
-class _Inline:
-    """Runs a submitted call at once: :class:`_BlockDeflater`'s block layout on one thread."""
-
-    @staticmethod
-    def submit(fn: Callable[..., bytes], *args: object) -> Future[bytes]:
-        done: Future[bytes] = Future()
-        done.set_result(fn(*args))
-        return done
-
-
-class _BlockDeflater:
-    """pigz's method: one raw-deflate stream compressed in 1 MiB blocks on several threads.
-
-    Each block is primed with the previous block's last 32 KiB and ends on a sync flush
-    (byte-aligned, not final); the last block finishes the stream. The result is one standard
-    deflate member. Stands in for zipfile's compressor (``compress``/``flush``); zipfile still
-    computes the CRC and sizes. At most two blocks per thread are in flight (bounded memory).
-    The bytes depend on the data only, not on the threads: with ``pool=None`` the same blocks
-    are compressed on the calling thread (what a reproducible archive does on one thread).
-    """
-
-    def __init__(self, backend: str, pool: ThreadPoolExecutor | None, threads: int):
-        self.backend, self.pool, self.limit = backend, pool or _Inline(), 2 * threads
-        self.buf = bytearray()
-        self.tail = b""
-        self.pending: deque[Future[bytes]] = deque()
-
-    def _submit(self, block: bytes, final: bool) -> None:
-        self.pending.append(self.pool.submit(_deflate_block, self.backend, block, self.tail, final))
-        self.tail = block[-_WINDOW:]
-
-    def _ready(self, wait_all: bool) -> bytes:
-        out = []
-        while self.pending and (wait_all or self.pending[0].done() or len(self.pending) > self.limit):
-            out.append(self.pending.popleft().result())
-        return b"".join(out)
-
-    def compress(self, data: bytes) -> bytes:
-        self.buf += data
-        while len(self.buf) >= _BLOCK:
-            self._submit(bytes(self.buf[:_BLOCK]), False)
-            del self.buf[:_BLOCK]
-        return self._ready(False)
-
-    def flush(self) -> bytes:
-        self._submit(bytes(self.buf), True)
-        self.buf = bytearray()
-        return self._ready(True)
-
-
-class _Packed:
-    """A compressor that hands zipfile a member compressed beforehand (a small file, whole)."""
-
-    def __init__(self, packed: bytes):
-        self.packed = packed
-
-    def compress(self, data: bytes) -> bytes:
-        packed, self.packed = self.packed, b""
-        return packed
-
-    def flush(self) -> bytes:
-        return b""
-
-
-_THREADED = 4 * _BLOCK  # a member this big is deflated in blocks (on threads, or reproducible)
-
-
-def _compressor(options: ArchiveOptions, backend: str, size: int, pool: ThreadPoolExecutor | None):
-    """A fresh compressor for one member of ``size`` bytes, in the shape zipfile's writer uses."""
-    if options.compression == "deflate":
-        if size >= _THREADED and (pool is not None or options.reproducible):
-            return _BlockDeflater(backend, pool, options.threads)
-        return _raw_deflater(backend)
-    if options.compression == "lzma" and options.level is not None:
-        return _LevelLZMA(options.level)
-    return zipfile._get_compressor(_METHODS[options.compression], options.level)
-
-
-def _pack(data: bytes, method: int, compressor) -> tuple[int, bytes]:
-    """A whole small member's method and bytes: compressed only if that makes it smaller."""
-    if data and method != zipfile.ZIP_STORED:
-        packed = compressor.compress(data) + compressor.flush()
-        if pays(len(packed), len(data)):
-            return method, packed
-    return zipfile.ZIP_STORED, data
-
-
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
-    """Whether two stats show the very same, unchanged file (device, inode, size, mtime, ctime)."""
-    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
-        b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
 class _Deadline:
@@ -226,21 +66,22 @@ class _Deadline:
 
     @contextlib.contextmanager
     def armed(self) -> Iterator[None]:
+        seconds = self.seconds
         use_signal = (
-            self.seconds is not None
+            seconds is not None
             and hasattr(signal, "setitimer")
             and threading.current_thread() is threading.main_thread()
         )
-        if not use_signal:
+        if seconds is None or not use_signal:
             yield
             return
 
-        def _fire(signum, frame):
+        def _fire(signum: int, frame: FrameType | None) -> None:
             self.check()
 
         old = signal.signal(signal.SIGALRM, _fire)
         armed_at = time.monotonic()
-        caller = signal.setitimer(signal.ITIMER_REAL, self.seconds + 0.05, 0.25)
+        caller = signal.setitimer(signal.ITIMER_REAL, seconds + 0.05, 0.25)
         try:
             yield
         finally:
@@ -250,45 +91,6 @@ class _Deadline:
                 left = caller[0] - (time.monotonic() - armed_at)
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), caller[1])
 
-
-def _open_source(f: SourceFile, stem: str) -> tuple[int, os.stat_result]:
-    """Open a source for reading without following links: it must be the file the plan saw.
-
-    A symlink the plan accepted is opened as the target the plan resolved it to.
-    """
-    path = f.target or f.path
-    try:
-        fd = os.open(path, READ_FLAGS)
-    except OSError as e:
-        if os.path.islink(path):  # ELOOP (Linux) or EMLINK (BSD): a link now stands there
-            raise SourceChangedError(f"{path} has become a symbolic link since the plan; stem "
-                                     f"{stem!r} not archived", stem=stem, path=f.path) from e
-        raise
-    st = os.fstat(fd)
-    why = None
-    if not stat.S_ISREG(st.st_mode):
-        why = "is no longer a regular file"
-    elif f.ino and (st.st_dev, st.st_ino) != (f.dev, f.ino):
-        why = "is another file than the plan saw (device or inode differ)"
-    elif (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns):
-        why = (f"changed since the plan saw it (size {f.size} → {st.st_size}, "
-               f"mtime {f.mtime_ns} → {st.st_mtime_ns} ns)")
-    if why is not None:
-        os.close(fd)
-        raise SourceChangedError(f"{path} {why}; stem {stem!r} not archived", stem=stem, path=f.path)
-    return fd, st
-
-
-def _check_unchanged(f: SourceFile, stem: str, st: os.stat_result, total: int,
-                     after: os.stat_result) -> None:
-    """The file read must not have changed while it was read: size, mtime and ctime."""
-    if total != st.st_size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
-            st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-        raise SourceChangedError(
-            f"{f.path} changed while it was read (size {st.st_size} → {after.st_size}, "
-            f"{total} bytes read); stem {stem!r} not archived", stem=stem, path=f.path)
-
-
 def _stamp(st: os.stat_result, options: ArchiveOptions) -> Stamp:
     """A member's DOS time, mode bits and extra fields, as the archive will record them."""
     return stamp(st, options.reproducible, options.source_date_epoch)
@@ -296,27 +98,35 @@ def _stamp(st: os.stat_result, options: ArchiveOptions) -> Stamp:
 
 def _member_info(name: str, s: Stamp, method: int, options: ArchiveOptions, size: int) -> zipfile.ZipInfo:
     zinfo = zipfile.ZipInfo(name, s.date_time)
+    slots: Any = zinfo  # zipfile's own per-member level slot is not in its type stubs
     zinfo.external_attr = s.external_attr
     zinfo.extra = s.extra  # the same bytes in the local and the central header
     zinfo.create_system = 3
     zinfo.compress_type = method
     if options.level is not None and method in (zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2):
-        zinfo._compresslevel = options.level  # zipfile's own per-member level slot
+        slots._compresslevel = options.level
     zinfo.file_size = size  # lets zipfile choose ZIP64 up front for big members
     return zinfo
 
 
-def _copy_in(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, src, compressor, chunk: int,
-             deadline: _Deadline, on_bytes: ByteSink | None) -> int:
+def _open_member(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, c: Compressor | None) -> IO[bytes]:
+    """A new member of ``zf`` open for writing, compressed by ``c`` (None: stored)."""
+    dst: Any = zf.open(zinfo, "w")  # zipfile's member writer; its compressor slot is private
+    if dst._compressor is not None:
+        dst._compressor = c
+    member: IO[bytes] = dst
+    return member
+
+
+def _copy_in(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo, src: BinaryIO, c: Compressor | None,
+             chunk: int, deadline: _Deadline, on_bytes: ByteSink | None) -> int:
     """Stream the open file ``src`` from its start into a new member; the bytes read."""
     src.seek(0)
     buf = bytearray(min(chunk, max(4096, zinfo.file_size + 1)))  # small file, small buffer
     view = memoryview(buf)
     total = 0
-    with zf.open(zinfo, "w") as dst:
-        if dst._compressor is not None:
-            dst._compressor = compressor
-        while n := src.readinto(buf):
+    with _open_member(zf, zinfo, c) as dst:
+        while n := src.readinto(buf):  # type: ignore[attr-defined]  # an open(fd, "rb") file
             dst.write(view[:n])
             total += n
             if on_bytes is not None:
@@ -329,7 +139,8 @@ def _drop_last(zf: zipfile.ZipFile, zinfo: zipfile.ZipInfo) -> None:
     """Take the member just written off the end of ``zf``, to write it again another way."""
     zf.filelist.remove(zinfo)
     del zf.NameToInfo[zinfo.filename]
-    zf.start_dir = zinfo.header_offset
+    zf.start_dir = zinfo.header_offset  # zipfile's write position
+    assert zf.fp is not None
     zf.fp.seek(zinfo.header_offset)
     zf.fp.truncate()
 
@@ -340,21 +151,19 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
     """Stream one file into ``zf``; return its stat as read (for the delete step).
 
     A file under the chunk size is read whole and stored unless compressing it makes it
-    smaller (the in-memory writer's rule, so both write the same bytes). A bigger one is
+    smaller (the direct writer's rule, so both write the same bytes). A bigger one is
     stored without compressing when its samples do not compress; otherwise it is compressed
     as it streams, and written again, stored, if that did not make it smaller.
     """
-    fd, st = _open_source(f, stem)
+    fd, st = open_source(f, stem)
     with open(fd, "rb") as src:
         s = _stamp(st, options)
-        method = _METHODS[options.compression]
+        method = METHODS[options.compression]
         size = st.st_size
         if method != zipfile.ZIP_STORED and size < options.chunk_size:
             data = src.read(size + 1)  # one byte more than expected: growth shows
-            method, packed = _pack(data, method, _compressor(options, backend, size, pool))
-            with zf.open(_member_info(f.name, s, method, options, size), "w") as dst:
-                if dst._compressor is not None:
-                    dst._compressor = _Packed(packed)
+            method, packed = pack(data, method, compressor(options, backend, size, pool))
+            with _open_member(zf, _member_info(f.name, s, method, options, size), Packed(packed)) as dst:
                 dst.write(data)
             total = len(data)
             if on_bytes is not None:
@@ -364,8 +173,8 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
             if method != zipfile.ZIP_STORED and sample_incompressible(fd, size):
                 method = zipfile.ZIP_STORED  # random or compressed already: copied, not compressed
             zinfo = _member_info(f.name, s, method, options, size)
-            compressor = None if method == zipfile.ZIP_STORED else _compressor(options, backend, size, pool)
-            total = _copy_in(zf, zinfo, src, compressor, options.chunk_size, deadline, on_bytes)
+            c = None if method == zipfile.ZIP_STORED else compressor(options, backend, size, pool)
+            total = _copy_in(zf, zinfo, src, c, options.chunk_size, deadline, on_bytes)
             if method != zipfile.ZIP_STORED and not pays(zinfo.compress_size, zinfo.file_size):
                 log.debug("stem %s: %s did not shrink (%d -> %d bytes); storing it", stem, f.path,
                           zinfo.file_size, zinfo.compress_size)
@@ -373,31 +182,31 @@ def _add_member(zf: zipfile.ZipFile, f: SourceFile, options: ArchiveOptions, bac
                 zinfo = _member_info(f.name, s, zipfile.ZIP_STORED, options, size)
                 total = _copy_in(zf, zinfo, src, None, options.chunk_size, deadline, None)
         after = os.fstat(src.fileno())
-    _check_unchanged(f, stem, st, total, after)
+    check_unchanged(f, stem, st, total, after)
     return st
 
 
-def _write_streaming(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
+def _write_streaming(raw: BinaryIO, stem: StemPlan, options: ArchiveOptions, backend: str,
                      deadline: _Deadline, on_bytes: ByteSink | None,
-                     pool: ThreadPoolExecutor | None,
-                     merge: _Merge | None = None) -> dict[str, os.stat_result]:
+                     pool: ThreadPoolExecutor | None, merge: _Merge | None = None) -> ReadLog:
     """Write the archive through zipfile, member by member, chunk by chunk (any size).
 
     With ``merge``, the existing archive's members it carries are copied in as stored bytes;
     all members go in name order.
     """
-    read: dict[str, os.stat_result] = {}
-    new = [(f.name, f) for f in stem.files]
-    carried = [(i.filename, i) for i in merge.carried] if merge is not None else []
+    read = ReadLog(len(stem.files))
+    members: list[tuple[str, int | zipfile.ZipInfo]] = [(f.name, i) for i, f in enumerate(stem.files)]
+    if merge is not None:
+        members += [(i.filename, i) for i in merge.carried]
     if merge is not None and merge.preamble:
         copy_preamble(merge.existing, raw, merge.preamble, options.chunk_size)
-    with zipfile.ZipFile(raw, "w", compression=_METHODS[options.compression], allowZip64=True) as zf:
+    with zipfile.ZipFile(raw, "w", compression=METHODS[options.compression], allowZip64=True) as zf:
         if merge is not None and merge.comment:
             zf.comment = merge.comment
-        for _, item in sorted(new + carried, key=lambda pair: pair[0]):
-            if isinstance(item, SourceFile):
-                read[item.name] = _add_member(zf, item, options, backend, deadline, on_bytes,
-                                              stem.stem, pool)
+        for _, item in sorted(members, key=lambda pair: pair[0]):
+            if isinstance(item, int):
+                read.add(item, _add_member(zf, stem.files[item], options, backend, deadline,
+                                           on_bytes, stem.stem, pool))
             else:
                 assert merge is not None
                 carry_member(zf, merge.existing, item, options.chunk_size, deadline.check)
@@ -424,92 +233,46 @@ class _Merge:
         return bool(self.carried or self.comment or self.preamble)
 
 
-# A stem this small is built in memory and written with one call: the same bytes zipfile's
-# streaming writer makes (tested), without its per-member seeks and Python-level bookkeeping,
-# which cost more than compressing a few KiB.
-_SMALL_STEM = 1 << 20
-_LOCAL = struct.Struct("<4s2B4HL2L2H")  # zip's local file header, as zipfile packs it
-_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")  # central directory entry
-_END = struct.Struct("<4s4H2LH")  # end of central directory record
-_ZIP_VERSION = 20  # "2.0": deflate; what zipfile writes for deflate and stored members
+
+# A stem of small files is written by ZipWriter: the same bytes zipfile's streaming writer
+# makes (tested), without its per-member objects, seeks and header rewrites, which cost more
+# than compressing a few KiB. False: every stem streams through zipfile (the tests' reference).
+_DIRECT = True
 
 
-def _in_memory(stem: StemPlan, options: ArchiveOptions) -> bool:
+def _direct(stem: StemPlan, options: ArchiveOptions) -> bool:
     return (
-        options.compression in ("deflate", "stored")
-        and stem.bytes <= _SMALL_STEM
-        and len(stem.files) < 0xFFFF  # no ZIP64 end record needed
-        and all(f.size < options.chunk_size for f in stem.files)  # one compress call, as streaming
+        _DIRECT
+        and options.compression in ("deflate", "stored")
+        and all(f.size < options.chunk_size for f in stem.files)  # read whole, as streaming
     )
 
 
-def _read_whole(f: SourceFile, stem: str, most: int) -> tuple[bytes, os.stat_result] | None:
-    """A small source's bytes, checked unchanged while read; None, read nothing, when the file
-    is now bigger than ``most`` bytes (it grew since the plan)."""
-    fd, st = _open_source(f, stem)
-    if st.st_size > most:
-        os.close(fd)
-        return None
-    try:
-        chunks = []
-        total = 0
-        while total <= st.st_size:  # ask for one byte more than expected: growth shows
-            data = os.read(fd, st.st_size + 1 - total)
-            if not data:
-                break
-            chunks.append(data)
-            total += len(data)
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    _check_unchanged(f, stem, st, total, after)
-    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), st
-
-
-def _write_in_memory(raw, stem: StemPlan, options: ArchiveOptions, backend: str,
-                     deadline: _Deadline, on_bytes: ByteSink | None) -> dict[str, os.stat_result] | None:
-    """Write a small stem's whole archive at once: local headers and data, central directory.
-
-    Returns None, having written and reported nothing, when a file grew past the small-stem
-    limits since the plan: the caller then streams the stem, so memory stays bounded.
-    """
-    method = _METHODS[options.compression]
-    read: dict[str, os.stat_result] = {}
-    body: list[bytes] = []
-    central: list[bytes] = []
-    offset = 0
-    total = 0
-    for f in stem.files:
-        got = _read_whole(f, stem.stem, most=min(options.chunk_size - 1, _SMALL_STEM - total))
-        if got is None:
-            log.debug("stem %s: %s grew since the plan; streaming it", stem.stem, f.path)
-            return None
-        data, st = got
-        total += len(data)
-        read[f.name] = st
-        kind, packed = _pack(data, method, _raw_deflater(backend) if method != zipfile.ZIP_STORED else None)
-        crc = zlib.crc32(data)
-        s = _stamp(st, options)
-        dt = s.date_time
-        dosdate = (dt[0] - 1980) << 9 | dt[1] << 5 | dt[2]
-        dostime = dt[3] << 11 | dt[4] << 5 | (dt[5] // 2)
-        try:
-            name, flags = f.name.encode("ascii"), 0
-        except UnicodeEncodeError:
-            name, flags = f.name.encode("utf-8"), 0x800  # bit 11: the name is UTF-8
-        body += (_LOCAL.pack(b"PK\x03\x04", _ZIP_VERSION, 0, flags, kind, dostime, dosdate, crc,
-                             len(packed), len(data), len(name), len(s.extra)), name, s.extra, packed)
-        central += (_CENTRAL.pack(b"PK\x01\x02", _ZIP_VERSION, 3, _ZIP_VERSION, 0, flags, kind,
-                                  dostime, dosdate, crc, len(packed), len(data), len(name),
-                                  len(s.extra), 0, 0, 0, s.external_attr, offset), name, s.extra)
-        offset += _LOCAL.size + len(name) + len(s.extra) + len(packed)
+def _write_direct(raw: BinaryIO, stem: StemPlan, options: ArchiveOptions, backend: str,
+                  deadline: _Deadline, on_bytes: ByteSink | None,
+                  pool: ThreadPoolExecutor | None) -> ReadLog:
+    """Write a stem of small files member by member: each read whole, compressed if that pays,
+    written with its local header; then the central directory."""
+    method = METHODS[options.compression]
+    read = ReadLog(len(stem.files))
+    out = ZipWriter(raw)
+    stamps: dict[tuple[float, int, int, int], Stamp] = {}  # files of one second share one
+    for i, (f, name) in enumerate(zip(stem.files, stem.names)):
+        data, st = read_whole(f, stem.stem)
+        read.add(i, st)
+        key = (st.st_mtime // 1, st.st_mode, st.st_uid, st.st_gid)  # all that a stamp records
+        s = stamps.get(key)
+        if s is None:
+            if len(stamps) > 4096:
+                stamps.clear()
+            s = stamps[key] = _stamp(st, options)
+        c = compressor(options, backend, len(data), pool) if method != zipfile.ZIP_STORED else None
+        kind, packed = pack(data, method, c)
+        out.add(name, s, kind, zlib.crc32(data), packed, len(data))
+        if on_bytes is not None:
+            on_bytes(len(data))
         deadline.check()
-    directory = b"".join(central)
-    n = len(stem.files)
-    body += (directory, _END.pack(b"PK\x05\x06", 0, 0, n, n, len(directory), offset, 0))
-    raw.write(b"".join(body))
-    if on_bytes is not None:
-        on_bytes(total)
+    out.close()
     return read
 
 
@@ -549,35 +312,23 @@ def _exists(path: Path) -> bool:
         raise
     return True
 
-
-def _still_read_file(f: SourceFile, st: os.stat_result) -> bool:
-    """Whether ``f.path`` is still the very file that was read (a link: to that file)."""
-    try:
-        now = os.lstat(f.path)
-        if f.target is not None:
-            if not stat.S_ISLNK(now.st_mode) or os.path.realpath(f.path) != str(f.target):
-                return False
-            now = os.lstat(f.target)
-    except OSError:
-        return False
-    return _same(now, st)
-
-
-def _delete_sources(stem: StemPlan, read: dict[str, os.stat_result]) -> list[str]:
-    """Delete the stem's sources if each is still the very file that was read; all or none."""
-    doomed = [f for f in stem.files if f.name not in stem.keep]
-    for f in doomed:
-        if not _still_read_file(f, read[f.name]):
+def _delete_sources(stem: StemPlan, read: ReadLog) -> tuple[list[str], int]:
+    """Delete the stem's sources if each is still the very file that was read; all or none.
+    The names deleted and their bytes."""
+    doomed = [(i, f) for i, f in enumerate(stem.files) if f.name not in stem.keep]
+    for i, f in doomed:
+        if not still_read_file(f, read, i):
             raise SourceChangedError(
                 f"{f.path} changed after it was archived; no source of stem {stem.stem!r} deleted",
                 stem=stem.stem, path=f.path)
-    deleted = []
-    for f in doomed:
+    deleted, size = [], 0
+    for i, f in doomed:
         os.unlink(f.path)
         deleted.append(f.name)
+        size += read.size(i)
     if deleted:
-        _fsync_dir(stem.files[0].path.parent)
-    return deleted
+        _fsync_dir(Path(os.path.dirname(stem.files[0].path)))
+    return deleted, size
 
 
 def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
@@ -597,7 +348,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
     placed = False
     merge: _Merge | None = None
     deadline = _Deadline(stem.stem, options.timeout)
-    threaded = options.threads > 1 and options.compression == "deflate" and stem.bytes >= 4 * _BLOCK
+    threaded = options.threads > 1 and options.compression == "deflate" and stem.bytes >= 4 * BLOCK
     pool = ThreadPoolExecutor(options.threads, thread_name_prefix="zipkit-deflate") if threaded else None
     try:
         backend = deflate_backend(options)
@@ -612,11 +363,9 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
         with deadline.armed():
             fd, tmp = _temp_file(stem.archive.parent, run_id)
             with open(fd, "wb") as raw:
-                read = None
-                whole = not (merge and merge.more) and _in_memory(stem, options)
-                if pool is None and whole:
-                    read = _write_in_memory(raw, stem, options, backend, deadline, on_bytes)
-                if read is None:
+                if not (merge and merge.more) and _direct(stem, options):
+                    read = _write_direct(raw, stem, options, backend, deadline, on_bytes, pool)
+                else:
                     read = _write_streaming(raw, stem, options, backend, deadline, on_bytes, pool,
                                             merge)
                 raw.flush()
@@ -624,7 +373,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
                 if options.durable or options.delete_sources:
                     os.fsync(raw.fileno())
             if options.verify:
-                expected = {n: read[n].st_size for n in names}
+                expected = {f.name: read.size(i) for i, f in enumerate(stem.files)}
                 if merge is not None:
                     expected.update((i.filename, i.file_size) for i in merge.carried)
                 _verify(tmp, expected, stem.stem, options.chunk_size)
@@ -648,13 +397,15 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
             pool.shutdown(wait=True)
             pool = None
         deleted: list[str] = []
+        deleted_bytes = 0
         if options.delete_sources:
             with _deleting(stem.archive.parent, run_id) as allowed:  # not once the run is closed
-                deleted = _delete_sources(stem, read) if allowed else []
+                if allowed:
+                    deleted, deleted_bytes = _delete_sources(stem, read)
         return StemResult(
-            stem.stem, stem.archive, names, sum(s.st_size for s in read.values()), size_out,
+            stem.stem, stem.archive, names, read.total, size_out,
             time.perf_counter() - t0, "ok", verified=options.verify, deleted=tuple(deleted),
-            deleted_bytes=sum(read[n].st_size for n in deleted),
+            deleted_bytes=deleted_bytes,
             compressor=f"{backend}x{options.threads}" if threaded else backend,
             cpu_seconds=time.process_time() - cpu0, peak_rss=_peak_rss(),
             carried=len(merge.carried) if merge else 0, dropped=merge.dropped if merge else (),
@@ -670,7 +421,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
                 tmp.unlink()
         if not isinstance(e, Exception):
             raise
-        status = "timed_out" if isinstance(e, StemTimeout) else "failed"
+        status: Literal["timed_out", "failed"] = "timed_out" if isinstance(e, StemTimeout) else "failed"
         archived = placed and stem.archive.exists()
         msg = str(e)
         if isinstance(e, OSError) and not isinstance(e, StemError):

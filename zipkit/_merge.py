@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from ._errors import ExistingArchiveError, StemError
 
@@ -34,6 +35,7 @@ try:
     from lzma import LZMAError as _LZMAError
 except ImportError:  # pragma: no cover - Python built without lzma
     _LZMAError = ValueError  # type: ignore[misc,assignment]
+_ZIP_LZMA: Any = getattr(zipfile, "LZMADecompressor")  # noqa: B009  # not in zipfile's type stubs
 _CHECKABLE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
@@ -141,12 +143,13 @@ class _Checker:
 
     def __init__(self, method: int, limit: int):
         self.crc, self.size, self.limit, self.method = 0, 0, limit, method
+        self.d: Any = None  # zlib's, bz2's or zipfile's LZMA decompressor
         if method == zipfile.ZIP_DEFLATED:
             self.d = zlib.decompressobj(-15)
         elif method == zipfile.ZIP_BZIP2:
             self.d = bz2.BZ2Decompressor()
         elif method == zipfile.ZIP_LZMA:
-            self.d = zipfile.LZMADecompressor()
+            self.d = _ZIP_LZMA()  # zipfile's: reads the LZMA properties header zip puts first
 
     def _take(self, data: bytes) -> None:
         self.crc = zlib.crc32(data, self.crc)
@@ -183,7 +186,7 @@ def uncheckable(info: zipfile.ZipInfo, path: Path) -> str | None:
     return None
 
 
-def copy_preamble(ex: Existing, raw, size: int, chunk: int) -> None:
+def copy_preamble(ex: Existing, raw: BinaryIO, size: int, chunk: int) -> None:
     """Copy the first ``size`` bytes of ``ex`` (what comes before its members) to ``raw``."""
     src = ex.zf.fp
     assert src is not None
@@ -254,5 +257,5 @@ def carry_member(out: zipfile.ZipFile, ex: Existing, info: zipfile.ZipInfo, chun
     out.start_dir = out.fp.tell()
     out.filelist.append(z)
     out.NameToInfo[z.filename] = z
-    out._didModify = True
+    out._didModify = True  # type: ignore[attr-defined]  # zipfile's "write the directory on close"
     return info.file_size

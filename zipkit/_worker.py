@@ -11,12 +11,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from . import _tempfiles
 from ._archive import write_archive
-from ._plan import ArchiveOptions, StemPlan
+from ._options import ArchiveOptions
+from ._plan import StemPlan
 from ._report import StemResult
 
 __all__ = ["init_worker", "run_batch", "run_indexed"]
@@ -28,6 +30,7 @@ _PROGRESS_EVERY = 0.2  # seconds between byte-progress messages from one worker
 _parent: int | None = None  # the OS parent a pool worker must keep (its run's process, or the forkserver)
 _WATCH_EVERY = 0.2  # seconds between a worker's looks at its parent, where there is no parent-death signal
 _PR_SET_PDEATHSIG = 1
+Send = Callable[[tuple[str, int]], object]  # puts a (stem, bytes read) progress message home
 
 
 def _find_prctl() -> Any:
@@ -54,7 +57,8 @@ def _set_parent_death_signal() -> bool:
     """
     if _prctl is None or os.environ.get("ZIPKIT_TEST_NO_PDEATHSIG"):
         return False
-    return _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    done: int = _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    return done == 0
 
 
 def _watch_parent() -> None:
@@ -73,8 +77,8 @@ def _bind_to_parent() -> None:
     owner = multiprocessing.parent_process()
     signalled = _set_parent_death_signal()
     parent = os.getppid()
-    if owner is not None and parent != owner.pid:  # a forkserver's child: the owner must be alive
-        try:
+    if owner is not None and owner.pid is not None and parent != owner.pid:
+        try:  # a forkserver's child: the owner must be alive
             os.kill(owner.pid, 0)
         except ProcessLookupError:
             os._exit(1)
@@ -88,7 +92,7 @@ def _bind_to_parent() -> None:
         threading.Thread(target=_watch_parent, name="zipkit-parent-watch", daemon=True).start()
 
 
-def _run_gone(run_id: str, folder) -> bool:
+def _run_gone(run_id: str, folder: Path) -> bool:
     """Between stems: the worker's parent died (pool workers), or the run was closed (given executors)."""
     if _parent is not None:
         return os.getppid() != _parent
@@ -122,7 +126,7 @@ def init_worker(queue: Any, stems: Sequence[StemPlan] = (), options: ArchiveOpti
 class _Ticker:
     """Adds up bytes read and sends ``(stem, bytes)`` to the parent at most every 0.2 s."""
 
-    def __init__(self, stem: str, send):
+    def __init__(self, stem: str, send: Send):
         self.stem, self.send, self.pending, self.last = stem, send, 0, time.monotonic()
 
     def __call__(self, n: int) -> None:
@@ -139,7 +143,7 @@ class _Ticker:
 
 
 def run_batch(batch: list[StemPlan], options: ArchiveOptions, run_id: str,
-              send=None) -> list[StemResult]:
+              send: Send | None = None) -> list[StemResult]:
     """Archive each stem of ``batch`` in turn; one stem's failure does not stop the others.
 
     Stops before the next stem when the run is gone (its process died, or it was stopped while

@@ -272,3 +272,65 @@ def test_own_stems_partition_the_files(tmp_path_factory, names):
     for s in p.stems:
         assert all(n.rsplit(".", 1)[0] == s.stem for n in s.names)
         assert list(s.names) == sorted(s.names)
+
+
+# --- property-based: the linear matchers against the rules as first written ----------------
+
+def reference_prefix(name: str, stems: set[str]) -> list[str]:
+    """The prefix rule, one position at a time (zipkit's first matcher)."""
+    return [name[:i] for i in range(len(name) - 1, 0, -1) if not name[i].isalnum() and name[:i] in stems]
+
+
+def reference_contains(name: str, stems: list[str]) -> list[str]:
+    """The old tool's substring rule: every stem in the name, longest first, ties by name."""
+    return sorted((s for s in sorted(set(stems)) if s in name), key=len, reverse=True)
+
+
+short = st.text("ab1_.-ä ", min_size=1, max_size=4)
+
+
+@settings(max_examples=500, deadline=None)
+@given(stems=st.lists(short, min_size=1, max_size=40, unique=True), names=st.lists(
+    st.text("ab1_.-ä ", min_size=1, max_size=12), min_size=1, max_size=10))
+def test_linear_matchers_agree_with_the_reference_rules(stems, names):
+    """Many short stems over a small alphabet: prefixes of each other, substrings of each other,
+    enough of them that the contains matcher looks names' substrings up instead of trying each."""
+    from zipkit._match import contains_matcher, prefix_matcher
+
+    prefix, contains = prefix_matcher(stems), contains_matcher(stems)
+    for name in names + [s + sep for s in stems for sep in ("", "_", "1")]:
+        assert prefix(name) == reference_prefix(name, set(stems)) == match_stem(name, frozenset(stems))
+        assert contains(name) == reference_contains(name, stems)
+
+
+@settings(max_examples=40, deadline=None)
+@given(stems=st.lists(short.filter(lambda s: s.strip(". ") == s and s not in (".", "..")), min_size=1,
+                      max_size=8, unique=True),
+       names=st.lists(st.text("ab1_-ä", min_size=1, max_size=8), min_size=1, max_size=12, unique=True),
+       mode=st.sampled_from(["prefix", "contains"]))
+def test_plan_groups_as_the_reference_rules_do(tmp_path_factory, stems, names, mode):
+    """The whole plan (scan, match, group) against a grouping written from the rules."""
+    folder = tmp_path_factory.mktemp("match")
+    files = sorted({n + ".csv" for n in names})
+    touch(folder, *files)
+    if len(os.listdir(folder)) != len(files):
+        return  # a file system that folds names
+    p = plan(folder, ["csv"], folder / "out", stems=stems, match=mode, allow_empty=True)
+    want: dict[str, list[str]] = {}
+    unmatched, contested = [], []
+    for f in files:
+        fits = reference_prefix(f, set(stems)) if mode == "prefix" else reference_contains(f, stems)
+        if not fits:
+            unmatched.append(f)
+            continue
+        if len(fits) > 1:
+            contested.append((f, tuple(fits)))
+        for s in fits[:1] if mode == "prefix" else fits:
+            want.setdefault(s, []).append(f)
+    assert groups(p) == {s: sorted(v) for s, v in sorted(want.items())}
+    assert [u.name for u in p.unmatched] == unmatched
+    assert [(c.name, fits) for c, fits in p.contested] == contested
+    assert set(p.empty_stems) == set(stems) - set(want)
+    if mode == "contains":
+        for s in p.stems:
+            assert s.keep == {n for n in s.names if any(n == c for c, _ in contested)}

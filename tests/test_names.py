@@ -38,7 +38,8 @@ def test_entries_skipped_by_the_scan_are_listed_with_their_reason(tmp_path: Path
 
 
 def test_names_that_differ_only_by_normalisation_or_case(tmp_path: Path) -> None:
-    from zipkit._plan import _folds, colliding
+    from zipkit._refusals import colliding
+    from zipkit._refusals import folds as _folds
 
     nfc, nfd = "caf\u00e9.zip", "cafe\u0301.zip"
     assert colliding([nfc, nfd, "x.zip"], fold_case=False, fold_normalization=True) == [(nfc, nfd)]

@@ -27,21 +27,31 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._errors import StemError
-from ._plan import TEMP_PREFIX, TEMP_SUFFIX
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no file locks, no stale-run detection
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunClosed", "RunTemps", "deleting", "remove_stale", "remove_temps", "run_open", "supervised",
-           "temp_file"]
+__all__ = ["TEMP_PREFIX", "TEMP_SUFFIX", "RunClosed", "RunTemps", "deleting", "is_temp_name", "remove_stale",
+           "remove_temps", "run_open", "supervised", "temp_file"]
 
 log = logging.getLogger("zipkit")
+
+TEMP_PREFIX = ".zipkit-"
+TEMP_SUFFIX = ".tmp"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of zipkit's temp names (``.zipkit-….tmp``): never an input, never offered.
+
+    The one rule for the planner, the form's extension scan and the clean-up of runs that are gone.
+    """
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 LOCK_SUFFIX = ".lock" + TEMP_SUFFIX
 _NO_LOCKS = {errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF}
@@ -61,10 +71,10 @@ _local = threading.local()  # the run id whose task this thread is running (see 
 _busy: dict[str, int] = {}  # run id → its tasks in this process deleting sources right now
 _idle = threading.Condition(_lock)
 _live_marks: set[int] = set()  # descriptors of this process's held live marks
-_run_alive: list = []  # a pool worker's check that its run's process is still its parent
+_run_alive: list[Callable[[], bool]] = []  # a pool worker's check that its run's process is still its parent
 
 
-def watch_run(alive) -> None:
+def watch_run(alive: Callable[[], bool]) -> None:
     """In a pool worker: ``alive()`` says whether the run's process lives; once it is false, the
     gates refuse new temp files and deletions, even though the dead run's live mark is still there."""
     _run_alive[:] = [alive]
@@ -279,7 +289,7 @@ def remove_temps(output: Path, run_id: str) -> int:
 
 def _run_of(name: str) -> str | None:
     """The run id in a temp-area name (``.zipkit-RUN-…tmp`` or ``.zipkit-RUN.lock.tmp``)."""
-    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+    if not is_temp_name(name):
         return None
     rest = name[len(TEMP_PREFIX):]
     cut = min((i for i in (rest.find("-"), rest.find(".")) if i > 0), default=-1)
@@ -390,7 +400,8 @@ class RunTemps:
             _closed.add(self.run_id)
             _owned.pop(self.run_id, None)
             fd, self.fd = self.fd, None
-            _live_marks.discard(fd)  # type: ignore[arg-type]
+            if fd is not None:
+                _live_marks.discard(fd)
             _idle.wait_for(lambda: not _busy.get(self.run_id), timeout=CLOSE_WAIT)
             _busy.pop(self.run_id, None)
             if fd is not None:

@@ -15,7 +15,7 @@ from typing import Any
 from .._errors import UsageError, ZipkitError
 from .._options import LEVELS, REGEX, WORKERS, by_name, check_values, compression_level
 from .._options import names as option_names
-from .._plan import TEMP_PREFIX
+from .._tempfiles import is_temp_name
 
 __all__ = ["DEFAULT_LEVEL", "FIELD_WORDS", "MARKERS", "OWN", "FormError", "FormValues", "Loaded", "as_list",
            "browse", "check", "folder", "form_words", "from_kwargs", "levels", "plan_kwargs", "resolve_path",
@@ -40,7 +40,7 @@ def scan_extensions(folder: str | os.PathLike[str]) -> list[tuple[str, int, int]
     with os.scandir(folder) as entries:
         for e in entries:
             name = e.name
-            if name.startswith(TEMP_PREFIX) or "." not in name.lstrip("."):
+            if is_temp_name(name) or "." not in name.lstrip("."):  # the planner's own rule
                 continue
             try:
                 if not e.is_file():

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import zipkit
+from tests.test_architecture import _graph
 from zipkit import _options as opt
 from zipkit._cli import _CONFIG_KEYS, build_parser
 from zipkit._config import load_config
@@ -186,88 +187,19 @@ def test_a_new_row_in_the_table_is_a_config_key_a_flag_and_a_documented_setting(
     assert out.stdout.strip() == "ok", out.stderr
 
 
-# --------------------------------------------------------------------------- import cycles
-def _imports(package_dir: Path) -> dict[str, set[str]]:
-    """Module → the zipkit modules it imports (at the top or inside functions); ``from . import X``
-    (X a module) as importing X."""
-    modules = {}
-    for path in package_dir.rglob("*.py"):
-        rel = path.relative_to(package_dir.parent).with_suffix("")
-        parts = list(rel.parts)
-        is_pkg = parts[-1] == "__init__"
-        if is_pkg:
-            parts.pop()
-        modules[".".join(parts)] = (path, is_pkg)
-    graph: dict[str, set[str]] = {}
-    for name, (path, is_pkg) in modules.items():
-        package = name if is_pkg else name.rpartition(".")[0]
-        found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name in modules)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(up + ([node.module] if node.module else []))
-                subs = {f"{base}.{a.name}" for a in node.names} & set(modules)
-                found |= subs or ({base} & set(modules))
-        graph[name] = found - {name}
-    return graph
-
-
-def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
-    """The strongly connected parts of more than one module (Tarjan)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    out: list[set[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            part = set()
-            while True:
-                w = stack.pop()
-                part.add(w)
-                if w == v:
-                    break
-            if len(part) > 1:
-                out.append(part)
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return out
-
-
+# --------------------------------------------------------------------------- imports
+# The graph of the whole package (imports inside functions too) and its cycles are
+# tests/test_architecture.py's; these tests add what the modules built on the table promise.
 OWN = {"zipkit._options", "zipkit._kinds", "zipkit._schema", "zipkit._config", "zipkit._config_read",
        "zipkit._config_write", "zipkit._config_docs", "zipkit._cli", "zipkit.__main__", "zipkit.demo",
        "zipkit.widgets", "zipkit.widgets._form", "zipkit.widgets._layout", "zipkit.widgets._settings",
        "zipkit.widgets._render"}
 
 
-def test_the_cycle_finder_finds_a_cycle():
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
-
-
-def test_no_import_cycle_runs_through_the_options_config_cli_or_widgets_modules():
-    graph = _imports(ROOT / "zipkit")
+def test_the_package_never_reaches_the_command_line_or_the_demo():
+    graph = _graph()
     assert OWN <= set(graph)
-    assert "zipkit.widgets._render" in graph["zipkit.widgets._form"]  # the finder sees these imports
-    # The package itself (zipkit/__init__) is the top: a module importing it (``from . import
-    # __version__``) closes a cycle with whatever the package imports. Of these modules only the
-    # command line and the demo do, and the package never reaches them.
-    below = {m: deps - {"zipkit"} for m, deps in graph.items() if m != "zipkit"}
-    assert [sorted(part) for part in _cycles(below) if part & OWN] == []
-    assert {m for m in OWN if "zipkit" in graph[m]} <= {"zipkit._cli", "zipkit.demo"}
+    assert "zipkit.widgets._render" in graph["zipkit.widgets._form"]  # the graph sees these imports
     reached, todo = set(), ["zipkit"]
     while todo:
         for dep in graph[todo.pop()] - reached:
@@ -279,7 +211,7 @@ def test_no_import_cycle_runs_through_the_options_config_cli_or_widgets_modules(
 def test_the_modules_built_on_the_table_never_import_a_submodule_through_its_package():
     """``from . import _settings`` reads as an import of the package (whose ``__init__`` may import
     the importer back, as ``zipkit.widgets`` imports ``_form``): these modules name the module."""
-    graph = _imports(ROOT / "zipkit")
+    graph = _graph()
     offenders = []
     for name in sorted(OWN):
         parts = name.split(".")
@@ -296,7 +228,7 @@ def test_the_modules_built_on_the_table_never_import_a_submodule_through_its_pac
 
 
 def test_the_option_table_imports_nothing_above_the_converters():
-    graph = _imports(ROOT / "zipkit")
+    graph = _graph()
     assert graph["zipkit._options"] == {"zipkit._kinds"}
     assert graph["zipkit._kinds"] == {"zipkit._errors"}
     assert graph["zipkit._schema"] == {"zipkit._options"}

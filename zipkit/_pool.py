@@ -348,6 +348,17 @@ class PoolTask:
     index: dict[str, int]
 
 
+STUCK_AFTER = 1.0  # s a worker may be dead with its pool not broken before the pool is taken for stuck
+
+
+def _close_result_pipe(pool: ProcessPoolExecutor) -> None:
+    """Close this process's write end of ``pool``'s result pipe (it never writes there): once its
+    workers are gone too, the manager thread reads the end of the pipe instead of waiting."""
+    queue = getattr(pool, "_result_queue", None)
+    with contextlib.suppress(Exception):
+        queue._writer.close()  # type: ignore[union-attr]
+
+
 def kill_pool(pool: ProcessPoolExecutor) -> None:
     """Stop a pool's workers now (Ctrl-C, cancel, a stem that will not stop, a failed start)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
@@ -357,6 +368,7 @@ def kill_pool(pool: ProcessPoolExecutor) -> None:
     for p in procs:  # a pool whose start failed has no manager thread to reap them
         with contextlib.suppress(Exception):
             p.join(5)
+    _close_result_pipe(pool)  # a manager thread waiting for the rest of a dead worker's result ends
     manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None and manager.ident is None:  # it could not start (a thread limit): no join
         pool._executor_manager_thread = None  # type: ignore[assignment]  # so shutdown skips the join
@@ -400,6 +412,7 @@ class OwnPool:
         self.given: list[int] = []  # plan indices of the stems submitted to this pool
         self.returned = False  # a task of this pool returned
         self.died: set[int] = set()  # pids of workers that died by themselves (set by close)
+        self.dead_since: float | None = None  # when unstick() first saw a dead worker
 
     def submit(self, batch: Sequence[StemPlan]) -> Future[list[StemResult]]:
         """Submit; :class:`CannotStart` (after killing the workers started) if a worker cannot."""
@@ -417,6 +430,33 @@ class OwnPool:
             self.close(kill=True)
             why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             raise CannotStart(f"worker processes could not be started ({why})", starved=True) from e
+
+    def unstick(self) -> None:
+        """Break a pool that a dead worker left stuck (call while no task ends).
+
+        A worker killed while it sent a result leaves half a message in the result pipe: the
+        pool's manager thread waits for the rest forever, the other workers wait for the pipe's
+        lock, and the pool never breaks. Once a worker has been dead for :data:`STUCK_AFTER`
+        seconds and the pool is not broken, the others are stopped (SIGTERM: not charged) and
+        this process's end of the pipe closed, so that the manager thread reads its end and
+        breaks the pool as for any lost worker.
+        """
+        if self.pool._broken or not any(p.exitcode is not None for p in list(self.procs.values())):
+            self.dead_since = None
+            return
+        now = time.monotonic()
+        if self.dead_since is None:
+            self.dead_since = now
+        elif now - self.dead_since >= STUCK_AFTER:
+            log.debug("a dead worker left the pool stuck (half a result in its pipe); breaking it")
+            self.dead_since = float("inf")  # once
+            for p in list(self.procs.values()):
+                with contextlib.suppress(Exception):
+                    p.terminate()
+            for p in list(self.procs.values()):
+                with contextlib.suppress(Exception):
+                    p.join(5)
+            _close_result_pipe(self.pool)
 
     def kill_workers(self) -> None:
         """Kill the workers, leaving the pool to notice (a task that will not stop)."""

@@ -146,6 +146,8 @@ class Run:
                 done, _ = wait(list(in_flight), timeout=0.1, return_when=FIRST_COMPLETED)
                 if current is not None:
                     self._drain(current.queue)
+                    if not done:
+                        current.unstick()
                     dead = manager_thread_error(current.pool)
                     if dead is not None and not done:  # no task of this pool will ever end
                         why = f"{type(dead).__name__}: {dead}" if str(dead) else type(dead).__name__

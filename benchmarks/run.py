@@ -113,9 +113,9 @@ _ZLIB_API = (
 def _backend(level: int | None) -> str:
     try:
         from zipkit import ArchiveOptions
-        from zipkit._archive import deflate_backend
+        from zipkit._compress import compressor_name
 
-        return deflate_backend(ArchiveOptions(level=level))
+        return compressor_name(ArchiveOptions(level=level))
     except Exception:  # noqa: BLE001 - a label only
         return "?"
 

@@ -13,7 +13,8 @@ import pytest
 
 import zipkit
 from zipkit import ArchiveOptions, plan, zip_by_extension
-from zipkit._archive import deflate_backend, write_archive
+from zipkit._archive import write_archive
+from zipkit._compress import compressor_name
 
 
 def make(folder: Path, files: dict[str, bytes]) -> Path:
@@ -73,9 +74,9 @@ def test_zlib_and_isal_backends_both_write_standard_deflate(tmp_path):
 
 
 def test_default_backend_is_isal_when_installed():
-    assert deflate_backend(ArchiveOptions()) == "isal-3"
-    assert deflate_backend(ArchiveOptions(level=0)) == "zlib-0"
-    assert deflate_backend(ArchiveOptions(deflate_backend="zlib")) == "zlib-6"
+    assert compressor_name(ArchiveOptions()) == "isal-3"
+    assert compressor_name(ArchiveOptions(level=0)) == "zlib-0"
+    assert compressor_name(ArchiveOptions(deflate_backend="zlib")) == "zlib-6"
 
 
 def test_unicode_and_space_names_survive_unzip(tmp_path):

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, BinaryIO, Literal
 
-from ._compress import BLOCK, METHODS, Compressor, Packed, compressor, deflate_backend, pack
+from ._compress import BLOCK, METHODS, Compressor, Packed, compressor, compressor_name, pack
 from ._errors import ExistingArchiveError, SourceChangedError, StemError, StemTimeout, VerifyError
 from ._members import Stamp, pays, sample_incompressible, stamp
 from ._merge import Existing, carry_member, copy_preamble, open_existing
@@ -40,7 +40,7 @@ from ._tempfiles import fsync_dir as _fsync_dir
 from ._tempfiles import temp_file as _temp_file
 from ._zipwriter import ZipWriter
 
-__all__ = ["deflate_backend", "write_archive"]
+__all__ = ["write_archive"]
 
 log = logging.getLogger("zipkit")
 
@@ -351,7 +351,7 @@ def write_archive(stem: StemPlan, options: ArchiveOptions, *, run_id: str = "x",
     threaded = options.threads > 1 and options.compression == "deflate" and stem.bytes >= 4 * BLOCK
     pool = ThreadPoolExecutor(options.threads, thread_name_prefix="zipkit-deflate") if threaded else None
     try:
-        backend = deflate_backend(options)
+        backend = compressor_name(options)
         if stem.action == "fail":  # the plan found a file at STEM.zip that is not a zip
             raise ExistingArchiveError(stem.reason, stem=stem.stem, path=stem.archive)
         # read now (not at plan time): what is there when it is rewritten. One that appeared

@@ -21,7 +21,7 @@ from ._errors import StemError
 from ._members import pays
 from ._options import ArchiveOptions
 
-__all__ = ["BLOCK", "METHODS", "Compressor", "Packed", "compressor", "deflate_backend", "pack",
+__all__ = ["BLOCK", "METHODS", "Compressor", "Packed", "compressor", "compressor_name", "pack",
            "raw_deflater"]
 
 _isal_zlib: ModuleType | None
@@ -53,7 +53,7 @@ def _isal_level(level: int) -> int:
     return 0 if level <= 1 else 1 if level <= 3 else 2 if level <= 5 else 3
 
 
-def deflate_backend(options: ArchiveOptions) -> str:
+def compressor_name(options: ArchiveOptions) -> str:
     """Name of the compressor these options use, e.g. ``'isal-3'``, ``'zlib-6'``, ``'stored'``."""
     if options.compression != "deflate":
         if options.compression == "stored" or options.level is None:
@@ -101,13 +101,13 @@ class _LevelLZMA:
 
 def _module(kind: str) -> ModuleType:
     if kind == "isal":
-        assert _isal_zlib is not None  # deflate_backend names isal only where it is installed
+        assert _isal_zlib is not None  # compressor_name names isal only where it is installed
         return _isal_zlib
     return zlib
 
 
 def raw_deflater(backend: str) -> Compressor:
-    """A raw-deflate compressobj (wbits=-15) for ``backend`` as named by :func:`deflate_backend`."""
+    """A raw-deflate compressobj (wbits=-15) for ``backend`` as named by :func:`compressor_name`."""
     kind, level = backend.split("-")
     c: Compressor = _module(kind).compressobj(int(level), zlib.DEFLATED, -15)
     return c

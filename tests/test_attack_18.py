@@ -132,3 +132,22 @@ def test_a_given_pool_s_worker_deletes_nothing_once_its_run_is_killed(tmp_path: 
                 os.kill(worker, signal.SIGKILL)
     _tempfiles.remove_stale(out, keep="next")  # the next run into the folder sweeps the dead one
     assert_nothing_lost(snap, out)
+
+
+def test_a_given_pool_s_worker_of_a_live_run_still_deletes_its_sources(tmp_path: Path) -> None:
+    """The other side of the gate: while the run lives, a given pool's worker deletes as asked."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import zipkit
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(4):
+        write(src / f"s{i}.dat", b"x%d" % i * 1000)
+    snap = snapshot(src)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as ex:
+        rep = zipkit.zip_by_extension(src, "dat", out, executor=ex, delete_sources=True, progress=False)
+    assert rep.success
+    assert sorted(p.name for p in src.iterdir()) == []
+    assert all(r.deleted for r in rep.ok)
+    assert_nothing_lost(snap, out)

@@ -215,7 +215,7 @@ def deleting(folder: Path, run_id: str) -> Iterator[bool]:
                     _busy[run_id] -= 1
                     _idle.notify_all()
         return
-    if not _run_lives():
+    if not _run_lives() or not run_open(folder, run_id):  # a killed run's mark is there, but unheld
         yield False
         return
     try:

@@ -151,3 +151,26 @@ def test_a_given_pool_s_worker_of_a_live_run_still_deletes_its_sources(tmp_path:
     assert sorted(p.name for p in src.iterdir()) == []
     assert all(r.deleted for r in rep.ok)
     assert_nothing_lost(snap, out)
+
+
+def test_a_run_s_start_waits_the_grace_once_not_once_per_live_run(tmp_path: Path) -> None:
+    """Every run's start sweeps: with the grace waited in turn for each live run's mark (held
+    throughout, so each waits the whole grace), k live runs into one folder (a job array) cost
+    each new run k * STALE_GRACE before it begins. Holds that end within the grace end at once
+    for all marks: one grace is enough."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holders = []
+    try:
+        for i in range(12):
+            mark = _tempfiles.lock_path(out, f"{i:012x}")
+            mark.write_bytes(b"")
+            holders.append(_start(HOLD, str(mark), "60", ready="held"))
+        t0 = time.monotonic()
+        assert _tempfiles.remove_stale(out, keep="another") == []
+        waited = time.monotonic() - t0
+    finally:
+        for p in holders:
+            p.kill()
+            p.wait(10)
+    assert waited < 2 * _tempfiles.STALE_GRACE + 0.5, f"the sweep took {waited:.2f} s for 12 live runs"

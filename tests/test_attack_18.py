@@ -174,3 +174,64 @@ def test_a_run_s_start_waits_the_grace_once_not_once_per_live_run(tmp_path: Path
             p.kill()
             p.wait(10)
     assert waited < 2 * _tempfiles.STALE_GRACE + 0.5, f"the sweep took {waited:.2f} s for 12 live runs"
+
+
+STUCK_DELETING = """
+import json, sys, zipkit
+rep = zipkit.zip_by_extension(sys.argv[1], "dat", sys.argv[2], stems=["big", "small"], workers=2,
+                              delete_sources=True, progress=False)
+print(json.dumps({s: [rep[s].status, len(rep[s].deleted)] for s in ("big", "small")}), flush=True)
+"""
+
+
+def test_a_stuck_pool_broken_by_unstick_reports_the_deletions_its_workers_made(tmp_path: Path) -> None:
+    """bd58add with --delete-sources: the big stem's worker deleted its sources, then died while
+    sending its result; the pool is broken by unstick (the other worker SIGTERMed). The report
+    must name exactly the sources that are gone: deleted and reported kept loses the user's
+    knowledge, reported deleted and still there is a lie."""
+    import json
+
+    from tests.safety_helpers import is_gone, pool_workers, stop_process_tree
+    from tests.test_stuck_pool import _wchan
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(20_000):
+        write(src / f"big_{i:05}.dat", b"%d" % i)
+    write(src / "small_1.dat", b"small")
+    snap = snapshot(src)
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_DELETING, str(src), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals, env=subprocess_env())
+    stopped = False
+    try:
+        deadline = time.monotonic() + 90
+        while not any(p.parent != out for p in temp_files(out)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the big stem never started"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGSTOP)
+        stopped = True
+        sender = None
+        while sender is None:
+            assert time.monotonic() < deadline, "no worker blocked sending its result"
+            sender = next((w for w in pool_workers(proc.pid) if "pipe_write" in _wchan(w.pid)), None)
+            time.sleep(0.005)
+        sender.kill()
+        while not is_gone(sender):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGCONT)
+        stopped = False
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if stopped:
+            os.kill(proc.pid, signal.SIGCONT)
+        stop_process_tree(proc)
+    assert proc.returncode == 0, stderr[-3000:]
+    said = json.loads(stdout.strip().splitlines()[-1])
+    left = {p.name for p in src.iterdir()}
+    big_left = sum(1 for n in left if n.startswith("big_"))
+    assert said["big"] == ["ok", 20_000 - big_left], (said, big_left)
+    assert said["small"] == ["ok", 0 if "small_1.dat" in left else 1], (said, left)
+    assert "worker process died; restarting the pool" in stderr, stderr[-3000:]  # the unstick path
+    assert big_left == 0  # the worker had deleted them all before it died sending its result
+    assert_nothing_lost(snap, out)

@@ -184,22 +184,14 @@ print(json.dumps({s: [rep[s].status, len(rep[s].deleted)] for s in ("big", "smal
 """
 
 
-def test_a_stuck_pool_broken_by_unstick_reports_the_deletions_its_workers_made(tmp_path: Path) -> None:
-    """bd58add with --delete-sources: the big stem's worker deleted its sources, then died while
-    sending its result; the pool is broken by unstick (the other worker SIGTERMed). The report
-    must name exactly the sources that are gone: deleted and reported kept loses the user's
-    knowledge, reported deleted and still there is a lie."""
-    import json
-
+def _stuck_run(script: str, src: Path, out: Path, *args: str) -> tuple[int, str, str]:
+    """Run ``script`` (a run of stems big and small, 2 workers) in a subprocess and leave its pool
+    stuck as tests/test_stuck_pool.py does: the parent stopped until the big stem's worker blocks
+    sending its result, that worker killed there; then let the run finish."""
     from tests.safety_helpers import is_gone, pool_workers, stop_process_tree
     from tests.test_stuck_pool import _wchan
 
-    src, out = tmp_path / "src", tmp_path / "out"
-    for i in range(20_000):
-        write(src / f"big_{i:05}.dat", b"%d" % i)
-    write(src / "small_1.dat", b"small")
-    snap = snapshot(src)
-    proc = subprocess.Popen([sys.executable, "-c", STUCK_DELETING, str(src), str(out)],
+    proc = subprocess.Popen([sys.executable, "-c", script, str(src), str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_signals, env=subprocess_env())
     stopped = False
@@ -226,7 +218,27 @@ def test_a_stuck_pool_broken_by_unstick_reports_the_deletions_its_workers_made(t
         if stopped:
             os.kill(proc.pid, signal.SIGCONT)
         stop_process_tree(proc)
-    assert proc.returncode == 0, stderr[-3000:]
+    return proc.returncode, stdout, stderr
+
+
+def _big_and_small(src: Path) -> None:
+    for i in range(20_000):  # the result names every file: far more than a pipe holds
+        write(src / f"big_{i:05}.dat", b"%d" % i)
+    write(src / "small_1.dat", b"small")
+
+
+def test_a_stuck_pool_broken_by_unstick_reports_the_deletions_its_workers_made(tmp_path: Path) -> None:
+    """bd58add with --delete-sources: the big stem's worker deleted its sources, then died while
+    sending its result; the pool is broken by unstick (the other worker SIGTERMed). The report
+    must name exactly the sources that are gone: deleted and reported kept loses the user's
+    knowledge, reported deleted and still there is a lie."""
+    import json
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _big_and_small(src)
+    snap = snapshot(src)
+    rc, stdout, stderr = _stuck_run(STUCK_DELETING, src, out)
+    assert rc == 0, stderr[-3000:]
     said = json.loads(stdout.strip().splitlines()[-1])
     left = {p.name for p in src.iterdir()}
     big_left = sum(1 for n in left if n.startswith("big_"))
@@ -235,3 +247,34 @@ def test_a_stuck_pool_broken_by_unstick_reports_the_deletions_its_workers_made(t
     assert "worker process died; restarting the pool" in stderr, stderr[-3000:]  # the unstick path
     assert big_left == 0  # the worker had deleted them all before it died sending its result
     assert_nothing_lost(snap, out)
+
+
+STUCK_REPLACING = """
+import json, sys, zipkit
+rep = zipkit.zip_by_extension(sys.argv[1], "dat", sys.argv[2], stems=["big", "small"], workers=2,
+                              overwrite="replace", progress=False)
+print(json.dumps({s: [rep[s].status, list(rep[s].dropped)] for s in ("big", "small")}), flush=True)
+"""
+
+
+def test_a_stuck_pool_broken_by_unstick_still_lists_the_members_replace_dropped(tmp_path: Path) -> None:
+    """DESIGN: ``replace`` is the one policy that removes members, and the members dropped are
+    listed in the report. The big stem's worker put its archive in place (dropping a member of
+    the old one), then died sending its result: the stem is found finished on disk, and its
+    report must still name the member it dropped."""
+    import json
+    import zipfile
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _big_and_small(src)
+    out.mkdir()
+    with zipfile.ZipFile(out / "big.zip", "w") as zf:
+        zf.writestr("old_only.dat", b"a member that replace drops")
+    time.sleep(0.01)
+    rc, stdout, stderr = _stuck_run(STUCK_REPLACING, src, out)
+    assert rc == 0, stderr[-3000:]
+    assert "worker process died; restarting the pool" in stderr, stderr[-3000:]
+    said = json.loads(stdout.strip().splitlines()[-1])
+    with zipfile.ZipFile(out / "big.zip") as zf:
+        assert "old_only.dat" not in zf.namelist()  # dropped on disk ...
+    assert said["big"] == ["ok", ["old_only.dat"]], said  # ... and so in the report

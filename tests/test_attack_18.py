@@ -278,3 +278,28 @@ def test_a_stuck_pool_broken_by_unstick_still_lists_the_members_replace_dropped(
     with zipfile.ZipFile(out / "big.zip") as zf:
         assert "old_only.dat" not in zf.namelist()  # dropped on disk ...
     assert said["big"] == ["ok", ["old_only.dat"]], said  # ... and so in the report
+
+
+STUCK_MERGING = STUCK_REPLACING.replace('overwrite="replace"', 'overwrite="always"').replace(
+    "list(rep[s].dropped)", "rep[s].carried")
+
+
+def test_a_stuck_pool_broken_by_unstick_still_counts_the_members_a_merge_carried(tmp_path: Path) -> None:
+    """DESIGN: with ``always`` the report says per stem how many members were carried over; so
+    too for a stem found finished on disk after its worker died sending its result."""
+    import json
+    import zipfile
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _big_and_small(src)
+    out.mkdir()
+    with zipfile.ZipFile(out / "big.zip", "w") as zf:
+        zf.writestr("old_only.dat", b"a member that a merge keeps")
+    time.sleep(0.01)
+    rc, stdout, stderr = _stuck_run(STUCK_MERGING, src, out)
+    assert rc == 0, stderr[-3000:]
+    assert "worker process died; restarting the pool" in stderr, stderr[-3000:]
+    said = json.loads(stdout.strip().splitlines()[-1])
+    with zipfile.ZipFile(out / "big.zip") as zf:
+        assert "old_only.dat" in zf.namelist()
+    assert said["big"] == ["ok", 1], said

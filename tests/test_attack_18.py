@@ -303,3 +303,52 @@ def test_a_stuck_pool_broken_by_unstick_still_counts_the_members_a_merge_carried
     with zipfile.ZipFile(out / "big.zip") as zf:
         assert "old_only.dat" in zf.namelist()
     assert said["big"] == ["ok", 1], said
+
+
+SWEEPER = """
+import sys, time
+from pathlib import Path
+from zipkit import _tempfiles
+out, stop = Path(sys.argv[1]), Path(sys.argv[2])
+print("sweeping", flush=True)
+swept, sweeps = set(), 0
+while not stop.exists():
+    swept.update(_tempfiles.remove_stale(out, keep="sweeper"))
+    sweeps += 1
+print(sorted(swept), sweeps, flush=True)
+"""
+
+RUN_MANY = """
+import sys, zipkit
+rep = zipkit.zip_by_extension(sys.argv[1], "dat", sys.argv[2], workers=2, delete_sources=True,
+                              progress=False)
+print("ok" if rep.success else "failed", len(rep.ok), flush=True)
+"""
+
+
+def test_sweepers_running_all_through_a_live_run_and_its_close_take_nothing_of_it(tmp_path: Path) -> None:
+    """Two other processes sweep the output folder over and over while a real run writes into it,
+    deletes its sources and closes: the run's temp files and mark are never taken for a gone
+    run's (every stem ok, nothing lost, no sweep names the run)."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(300):
+        write(src / f"s{i:03}.dat", text_bytes(20_000, seed=i))
+    snap = snapshot(src)
+    out.mkdir()
+    stop = tmp_path / "stop"
+    sweepers = [_start(SWEEPER, str(out), str(stop), ready="sweeping") for _ in range(2)]
+    try:
+        run = subprocess.run([sys.executable, "-c", RUN_MANY, str(src), str(out)], capture_output=True,
+                             text=True, timeout=120, env=subprocess_env(), preexec_fn=default_signals)
+        stop.write_bytes(b"")  # the run has closed: the sweeps saw all of it
+        assert run.returncode == 0 and run.stdout.split() == ["ok", "300"], run.stderr[-3000:]
+        for p in sweepers:
+            assert p.stdout is not None
+            swept, sweeps = p.stdout.readline().rsplit(" ", 1)
+            assert swept == "[]" and int(sweeps) > 10, (swept, sweeps)  # never took the live run for gone
+            p.wait(30)
+    finally:
+        for p in sweepers:
+            p.kill()
+            p.wait(10)
+    assert_nothing_lost(snap, out)

@@ -360,8 +360,13 @@ class Run:
         if any(sizes.get(f.name) != f.size for f in s.files):
             return None
         gone = [f for f in s.files if not os.path.lexists(f.path)]  # the worker deleted them
+        new = {f.name for f in s.files}
+        # what the worker would have said of the old archive's members, as the archive shows it
+        carried = sum(1 for n in s.kept if n in sizes and n not in new) if s.action == "merge" else 0
+        dropped = tuple(n for n in s.dropped if n not in sizes) if s.action == "replace" else ()
         return StemResult(s.stem, s.archive, s.names, s.bytes, st.st_size, 0.0, "ok", message=message,
-                          deleted=tuple(f.name for f in gone), deleted_bytes=sum(f.size for f in gone))
+                          deleted=tuple(f.name for f in gone), deleted_bytes=sum(f.size for f in gone),
+                          carried=carried, dropped=dropped)
 
     def _watch_deadlines(self, in_flight: InFlight, started: dict[Future[list[StemResult]], float],
                          overdue: set[Future[list[StemResult]]], timeout: float, pool: OwnPool) -> None:

@@ -215,7 +215,7 @@ def deleting(folder: Path, run_id: str) -> Iterator[bool]:
                     _busy[run_id] -= 1
                     _idle.notify_all()
         return
-    if not _run_lives():
+    if not _run_lives() or not run_open(folder, run_id):  # a killed run's mark is there, but unheld
         yield False
         return
     try:
@@ -330,33 +330,49 @@ def remove_stale(output: Path, keep: str) -> list[str]:
         if run is not None and run != keep and not _owns(run):
             runs[run] = runs.get(run, False) or name.endswith(LOCK_SUFFIX)
     gone = []
+    held: dict[str, int] = {}  # run id → its open live mark, held by another process right now
     for run, marked in sorted(runs.items()):
         if not marked:
             n = remove_temps(output, run)
             gone.append(run)
             log.debug("removed the temp folder(s) of run %s (no live mark; %d temp file(s))", run, n)
             continue
-        path = lock_path(output, run)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(lock_path(output, run), os.O_RDONLY)
         except OSError:
             continue
-        try:
-            if fcntl is None or not _lock_within(fd, STALE_GRACE):
-                continue  # no locks here: cannot tell a live run from a gone one
-            if os.fstat(fd).st_nlink == 0:
-                continue  # the run is closing itself
-            n = remove_temps(output, run)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            gone.append(run)
-            log.debug("removed the temp folder(s) of run %s, whose process is gone (%d temp file(s))",
-                      run, n)
-        except BlockingIOError:
+        held[run] = fd
+    # one grace for all marks: a live run's mark stays held, a gone run's brief holds end
+    deadline = time.monotonic() + STALE_GRACE
+    try:
+        while held:
+            for run, fd in list(held.items()):
+                try:
+                    locked = fcntl is not None and _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                del held[run]
+                try:
+                    if not locked:
+                        continue  # no locks here: cannot tell a live run from a gone one
+                    if os.fstat(fd).st_nlink == 0:
+                        continue  # the run is closing itself
+                    n = remove_temps(output, run)
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock_path(output, run))
+                    gone.append(run)
+                    log.debug("removed the temp folder(s) of run %s, whose process is gone (%d temp "
+                              "file(s))", run, n)
+                finally:
+                    os.close(fd)
+            if not held or time.monotonic() >= deadline:
+                break
+            time.sleep(0.002)
+    finally:
+        for run, fd in held.items():
             log.debug("temp folder(s) of run %s kept: that run is live", run)
-        finally:
             os.close(fd)
-    return gone
+    return sorted(gone)
 
 
 class RunTemps:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -64,7 +65,11 @@ def test_the_direct_writer_writes_zip64_exactly_where_zipfile_does(tmp_path, mon
     assert direct.success and streamed.success
     a, b = (tmp_path / "a" / "z.zip").read_bytes(), (tmp_path / "b" / "z.zip").read_bytes()
     assert (b"PK\x06\x06" in a) == (count_limit < len(files) or size_limit < len(a))
-    assert a == b
+    if sys.version_info >= (3, 11):
+        # Python 3.10's zipfile writes "version needed" 2.0 in some headers of ZIP64 members;
+        # 3.11 writes 4.5, as APPNOTE 4.4.3 asks, and so does the direct writer: zipfile's bytes
+        # are the reference from 3.11 on (3.10 still reads both back, below)
+        assert a == b
     monkeypatch.undo()  # read back with the real limits: the ZIP64 fields must be what counts
     assert members(tmp_path / "a" / "z.zip") == files
     unzip_finds_no_error(tmp_path / "a" / "z.zip")

@@ -375,6 +375,33 @@ def remove_stale(output: Path, keep: str) -> list[str]:
     return sorted(gone)
 
 
+def _create_held(path: Path) -> int:
+    """Create the live mark ``path`` and hold it (a shared flock). On Linux the file is made
+    unnamed (``O_TMPFILE``), locked, then linked into place, so that no sweep ever sees it
+    unheld; elsewhere, or where the file system cannot, it is created, then locked."""
+    unnamed = getattr(os, "O_TMPFILE", 0)
+    if unnamed and fcntl is not None and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.open(path.parent, unnamed | os.O_RDWR, 0o666)
+        except OSError:
+            fd = -1  # no O_TMPFILE on this file system
+        if fd >= 0:
+            try:
+                _flock(fd, fcntl.LOCK_SH)
+                os.link(f"/proc/self/fd/{fd}", path)
+            except FileExistsError:
+                os.close(fd)
+                raise
+            except OSError:
+                os.close(fd)  # cannot link it into place here: the plain way below
+            else:
+                return fd
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    if fcntl is not None:
+        _flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
 class RunTemps:
     """The temp area of one run in one output folder: opened before any task, closed after."""
 
@@ -390,15 +417,13 @@ class RunTemps:
             _closed.discard(self.run_id)
         for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = _create_held(self.path)
             except FileExistsError:
                 os.unlink(self.path)  # a run with the same id? only after a crash: it is ours now
                 continue
             except OSError as e:
                 log.debug("no live mark for run %s in %s: %s", self.run_id, self.output, e)
                 break
-            if fcntl is not None:
-                _flock(fd, fcntl.LOCK_SH)
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:  # another run took it for a gone run's mark in between

@@ -23,6 +23,7 @@ from tests.safety_helpers import (
     write,
 )
 from tests.signal_helpers import default_signals
+from tests.test_stuck_pool import stuck_run
 from zipkit import _tempfiles
 
 pytestmark = pytest.mark.timeout(180)
@@ -184,41 +185,6 @@ print(json.dumps({s: [rep[s].status, len(rep[s].deleted)] for s in ("big", "smal
 """
 
 
-def _stuck_run(script: str, src: Path, out: Path, *args: str) -> tuple[int, str, str]:
-    """Run ``script`` (a run of stems big and small, 2 workers) in a subprocess and leave its pool
-    stuck as tests/test_stuck_pool.py does: the parent stopped until the big stem's worker blocks
-    sending its result, that worker killed there; then let the run finish."""
-    from tests.safety_helpers import is_gone, pool_workers, stop_process_tree
-    from tests.test_stuck_pool import _wchan
-
-    proc = subprocess.Popen([sys.executable, "-c", script, str(src), str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_signals, env=subprocess_env())
-    stopped = False
-    try:
-        deadline = time.monotonic() + 90
-        while not any(p.parent != out for p in temp_files(out)):
-            assert proc.poll() is None and time.monotonic() < deadline, "the big stem never started"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGSTOP)
-        stopped = True
-        sender = None
-        while sender is None:
-            assert time.monotonic() < deadline, "no worker blocked sending its result"
-            sender = next((w for w in pool_workers(proc.pid) if "pipe_write" in _wchan(w.pid)), None)
-            time.sleep(0.005)
-        sender.kill()
-        while not is_gone(sender):
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGCONT)
-        stopped = False
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if stopped:
-            os.kill(proc.pid, signal.SIGCONT)
-        stop_process_tree(proc)
-    return proc.returncode, stdout, stderr
 
 
 def _big_and_small(src: Path) -> None:
@@ -237,7 +203,7 @@ def test_a_stuck_pool_broken_by_unstick_reports_the_deletions_its_workers_made(t
     src, out = tmp_path / "src", tmp_path / "out"
     _big_and_small(src)
     snap = snapshot(src)
-    rc, stdout, stderr = _stuck_run(STUCK_DELETING, src, out)
+    rc, stdout, stderr = stuck_run(STUCK_DELETING, src, out)
     assert rc == 0, stderr[-3000:]
     said = json.loads(stdout.strip().splitlines()[-1])
     left = {p.name for p in src.iterdir()}
@@ -271,7 +237,7 @@ def test_a_stuck_pool_broken_by_unstick_still_lists_the_members_replace_dropped(
     with zipfile.ZipFile(out / "big.zip", "w") as zf:
         zf.writestr("old_only.dat", b"a member that replace drops")
     time.sleep(0.01)
-    rc, stdout, stderr = _stuck_run(STUCK_REPLACING, src, out)
+    rc, stdout, stderr = stuck_run(STUCK_REPLACING, src, out)
     assert rc == 0, stderr[-3000:]
     assert "worker process died; restarting the pool" in stderr, stderr[-3000:]
     said = json.loads(stdout.strip().splitlines()[-1])
@@ -296,7 +262,7 @@ def test_a_stuck_pool_broken_by_unstick_still_counts_the_members_a_merge_carried
     with zipfile.ZipFile(out / "big.zip", "w") as zf:
         zf.writestr("old_only.dat", b"a member that a merge keeps")
     time.sleep(0.01)
-    rc, stdout, stderr = _stuck_run(STUCK_MERGING, src, out)
+    rc, stdout, stderr = stuck_run(STUCK_MERGING, src, out)
     assert rc == 0, stderr[-3000:]
     assert "worker process died; restarting the pool" in stderr, stderr[-3000:]
     said = json.loads(stdout.strip().splitlines()[-1])

@@ -23,6 +23,7 @@ from tests.safety_helpers import (
     write,
 )
 from tests.signal_helpers import default_signals
+from tests.test_stale_runs import run_temps
 from tests.test_stuck_pool import stuck_run
 from zipkit import _tempfiles
 
@@ -56,13 +57,7 @@ while time.monotonic() < end:
 
 
 def _live_run(out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    mark = _tempfiles.lock_path(out, RUN)
-    mark.write_bytes(b"")
-    folder = out / f".zipkit-{RUN}-999999.tmp"
-    folder.mkdir()
-    (folder / f".zipkit-{RUN}-999999-0.tmp").write_bytes(b"half of a live run's archive")
-    return mark
+    return run_temps(out, RUN)
 
 
 def _start(code: str, *args: str, ready: str) -> subprocess.Popen[str]:

@@ -25,15 +25,20 @@ time.sleep(float(sys.argv[2]))
 """
 
 
-def _killed_run(out: Path) -> Path:
-    """What ``kill -9`` leaves: the run's unlocked live mark and a worker's temp folder and file."""
+def run_temps(out: Path, run: str) -> Path:
+    """Run ``run``'s live mark (not held) and a worker's temp folder and file in ``out``: what
+    ``kill -9`` leaves, or what a live run has once a process holds the mark."""
     out.mkdir(parents=True, exist_ok=True)
-    mark = _tempfiles.lock_path(out, RUN)
+    mark = _tempfiles.lock_path(out, run)
     mark.write_bytes(b"")
-    folder = out / f".zipkit-{RUN}-999999.tmp"
+    folder = out / f".zipkit-{run}-999999.tmp"
     folder.mkdir()
-    (folder / f".zipkit-{RUN}-999999-0.tmp").write_bytes(b"half an archive")
+    (folder / f".zipkit-{run}-999999-0.tmp").write_bytes(b"half an archive")
     return mark
+
+
+def _killed_run(out: Path) -> Path:
+    return run_temps(out, RUN)
 
 
 def _hold(mark: Path, seconds: float) -> subprocess.Popen[str]:

@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -380,6 +381,51 @@ def test_a_pool_thread_that_cannot_start_falls_back(tmp_path: Path, which: str, 
         said.append("the worker processes exited before they started any stem")
     assert any(s in done.stderr for s in said), done.stderr
     assert "CHILDREN []" in done.stdout, done.stdout
+    _archives(tmp_path / "out", 40)
+
+
+TERM_AT_BIRTH = """
+import glob, os, signal, sys
+os.sched_setaffinity(0, {{0}})  # a forked worker shares this process's CPU
+armed, seen = [True], set()
+def _kids():
+    lists = glob.glob(f"/proc/{{os.getpid()}}/task/*/children")
+    return {{int(p) for f in lists for p in open(f).read().split()}}
+def _before():  # real-time (its children not), this process keeps the CPU until the SIGTERM is sent
+    if armed[0]:
+        seen.update(_kids())
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
+def _after_in_parent():
+    if armed[0]:
+        armed[0] = False
+        for pid in _kids() - seen:
+            os.kill(pid, signal.SIGTERM)
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+os.register_at_fork(before=_before, after_in_parent=_after_in_parent)
+import zipkit
+if __name__ == "__main__":
+    r = zipkit.zip_by_extension({src!r}, ["a", "b"], {out!r}, progress=False, workers=2)
+    print(r.summary_line())
+"""
+
+
+def test_a_worker_sent_sigterm_before_it_first_ran_dies_of_it(tmp_path: Path) -> None:
+    """concurrent.futures stops a broken pool's workers with SIGTERM, often right after their
+    fork. A signal that reaches a forked child before it first runs is taken by the run's stop
+    handler, inherited, and then dropped by CPython's fork clean-up: the worker lived on, and a
+    pool that broke as it started (a thread it could not start) waited for it forever (3.12, 1 run
+    in ~30 of test_a_pool_thread_that_cannot_start_falls_back[feeder]). Driven here: the first
+    worker is sent SIGTERM by a real-time parent on the same CPU before it can run; it must die
+    (the run then falls back, as for any worker that never started)."""
+    probe = subprocess.run([sys.executable, "-c", "import os; os.sched_setscheduler(0, os.SCHED_FIFO, "
+                            "os.sched_param(1))"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no real-time scheduling here (needs CAP_SYS_NICE, as root has): {probe.stderr[-200:]}")
+    src = _corpus(tmp_path / "src", 40)
+    script = _script(tmp_path, "job.py", TERM_AT_BIRTH, src=str(src), out=str(tmp_path / "out"))
+    done, _ = _run([sys.executable, str(script)], timeout=60)
+    _fell_back(done, 40)  # before: "40 ok of 40 ... 2 worker(s), process pool", the SIGTERM lost
+    assert "the worker processes exited before they started any stem" in done.stderr, done.stderr
     _archives(tmp_path / "out", 40)
 
 

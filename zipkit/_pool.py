@@ -24,7 +24,7 @@ import threading
 import time
 import tokenize
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import BrokenExecutor, Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -312,10 +312,13 @@ def init_pool_worker(queue: Any, marks: Any, stems: Sequence[StemPlan] = (),
 
     SIGTERM gets its default action back (a forked worker inherits the run's stop handler):
     a pool stops the workers left when one dies with SIGTERM, and an exit by SIGTERM is how
-    the run tells a stopped worker from the one that died.
+    the run tells a stopped worker from the one that died. A forked worker starts with SIGTERM
+    blocked (:func:`_sigterm_held`); one sent meanwhile ends it here.
     """
     global _marks
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     _worker.init_worker(queue, stems, options)
     _marks = marks
 
@@ -376,6 +379,24 @@ def kill_pool(pool: ProcessPoolExecutor) -> None:
     log.debug("killed %d worker process(es)", len(procs))
 
 
+@contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """SIGTERM is blocked in this thread while the block runs, and so in the workers it forks
+    until their initializer gives it its default action. Until then a forked worker has the run's
+    stop handler, which turns a SIGTERM into a flag that the handler's reset then drops: a pool
+    that broke as it started (a thread it could not start) stopped such a worker, which lived
+    on, and waited for it forever. Held, the signal waits and ends the worker. A SIGTERM to this
+    process meanwhile waits too, or goes to a thread that takes it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class CannotStart(Exception):
     """Workers of this run cannot start; the message says why, for the fallback's warning.
 
@@ -421,8 +442,9 @@ class OwnPool:
             self.marks[i] = NOT_STARTED
         self.given += idx
         try:
-            if self.forked:
-                return self.pool.submit(run_marked, idx, None, None, self.task.run_id)
+            if self.forked:  # a submit may fork workers
+                with _sigterm_held():
+                    return self.pool.submit(run_marked, idx, None, None, self.task.run_id)
             return self.pool.submit(run_marked, idx, list(batch), self.task.options, self.task.run_id)
         except BrokenExecutor:  # a worker died: not a failed start
             raise

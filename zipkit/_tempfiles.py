@@ -318,34 +318,36 @@ def remove_stale(output: Path, keep: str) -> list[str]:
     """Remove the temp folders of runs into ``output`` whose process is gone; return their ids.
 
     A run is gone when its live mark can be locked exclusively (nobody holds it), or when it has
-    temp folders and no live mark at all. The run ``keep`` (the caller's) is never touched.
+    temp folders and no live mark at all and they are still there after the grace (a run that
+    is closing unlinks its mark, then removes its temp folders at once). The run ``keep`` (the
+    caller's) is never touched.
     """
     try:
         names = os.listdir(output)
     except OSError:
         return []
-    runs: dict[str, bool] = {}  # run id → has a live mark
+    runs: dict[str, list[str]] = {}  # run id → its temp-area names
     for name in names:
         run = _run_of(name)
         if run is not None and run != keep and not _owns(run):
-            runs[run] = runs.get(run, False) or name.endswith(LOCK_SUFFIX)
-    gone = []
+            runs.setdefault(run, []).append(name)
+    unmarked: dict[str, list[str]] = {}  # run id → its temp folders, no live mark seen
     held: dict[str, int] = {}  # run id → its open live mark, held by another process right now
-    for run, marked in sorted(runs.items()):
-        if not marked:
-            n = remove_temps(output, run)
-            gone.append(run)
-            log.debug("removed the temp folder(s) of run %s (no live mark; %d temp file(s))", run, n)
+    for run, its in sorted(runs.items()):
+        if not any(n.endswith(LOCK_SUFFIX) for n in its):
+            unmarked[run] = its
             continue
         try:
             fd = os.open(lock_path(output, run), os.O_RDONLY)
         except OSError:
             continue
         held[run] = fd
-    # one grace for all marks: a live run's mark stays held, a gone run's brief holds end
+    gone = []
+    # one grace for all: a live run's mark stays held, a gone run's brief holds end, a closing
+    # run's temp folders go
     deadline = time.monotonic() + STALE_GRACE
     try:
-        while held:
+        while held or unmarked:
             for run, fd in list(held.items()):
                 try:
                     locked = fcntl is not None and _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -365,9 +367,16 @@ def remove_stale(output: Path, keep: str) -> list[str]:
                               "file(s))", run, n)
                 finally:
                     os.close(fd)
-            if not held or time.monotonic() >= deadline:
+            for run, its in list(unmarked.items()):
+                if not any(os.path.lexists(os.path.join(output, n)) for n in its):
+                    del unmarked[run]  # removed by the run itself as it closed
+            if time.monotonic() >= deadline:
                 break
             time.sleep(0.002)
+        for run in sorted(unmarked):
+            n = remove_temps(output, run)
+            gone.append(run)
+            log.debug("removed the temp folder(s) of run %s (no live mark; %d temp file(s))", run, n)
     finally:
         for run, fd in held.items():
             log.debug("temp folder(s) of run %s kept: that run is live", run)

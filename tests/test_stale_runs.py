@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,4 +136,56 @@ def test_a_sweep_that_lists_a_closing_run_between_its_mark_and_its_temp_folders_
     monkeypatch.setattr(_tempfiles, "_lock_within", lock_within)
     assert temps.close() == 1  # the run removed its own temp file
     assert [s.readline() for s in sweeps] == ["[]\n"]  # before: ['c105ed0000aa'], taken for gone
+    assert_no_temp_files(out)
+
+
+DELETER = """
+import sys, time
+from pathlib import Path
+from zipkit import _tempfiles
+out, run = Path(sys.argv[1]), sys.argv[2]
+with _tempfiles.supervised(run), _tempfiles.deleting(out, run) as allowed:
+    print("deleting", allowed, flush=True)
+    time.sleep(1.0)  # unlinking a stem's many sources, longer than the sweep's grace
+"""
+
+SWEEP = """
+import sys
+from pathlib import Path
+from zipkit import _tempfiles
+print(_tempfiles.remove_stale(Path(sys.argv[1]), keep="0ther0run000"), flush=True)
+"""
+
+
+def test_a_run_whose_close_waits_for_a_task_elsewhere_is_not_swept_meanwhile(tmp_path: Path) -> None:
+    """A closing run waits (up to CLOSE_WAIT) for a task in another process that is deleting its
+    sources, with the live mark already unlinked; another run starting then must not take the
+    closing run's temp files for a gone run's. (Before: a sweep after the 0.25 s grace did.)"""
+    out = tmp_path / "out"
+    out.mkdir()
+    run = "c105ed00bb11"
+    temps = _tempfiles.RunTemps(out, run)
+    temps.open()
+    fd, path = _tempfiles.temp_file(out, run)  # a task's archive in the making
+    os.write(fd, b"half an archive")
+    os.close(fd)
+    deleter = subprocess.Popen([sys.executable, "-c", DELETER, str(out), run], stdout=subprocess.PIPE,
+                               text=True, preexec_fn=default_signals)
+    assert deleter.stdout is not None and deleter.stdout.readline() == "deleting True\n"
+    seen: dict[str, object] = {}
+
+    def sweep_once_the_mark_is_gone() -> None:
+        while _tempfiles.lock_path(out, run).exists():
+            time.sleep(0.001)
+        done = subprocess.run([sys.executable, "-c", SWEEP, str(out)], capture_output=True, text=True,
+                              preexec_fn=default_signals, timeout=30)
+        seen["swept"], seen["kept"] = done.stdout, path.exists()
+
+    sweeper = threading.Thread(target=sweep_once_the_mark_is_gone)
+    sweeper.start()
+    removed = temps.close()
+    sweeper.join(30)
+    deleter.wait(30)
+    assert seen == {"swept": "[]\n", "kept": True}, seen  # before: the run's id, and its file gone
+    assert removed == 1
     assert_no_temp_files(out)

@@ -3,6 +3,7 @@
 Layout, all inside the output folder (names that the planner never takes as inputs)::
 
     .zipkit-RUN.lock.tmp          the run's live mark: held (flock, shared) by the run's process
+    .zipkit-RUN.closing.tmp       while the run closes: held by its process till its temp folders go
     .zipkit-RUN-PID.tmp/          one temp folder per process that writes archives
         .zipkit-RUN-PID-N.tmp     an archive being written, renamed onto STEM.zip when whole
 
@@ -10,8 +11,9 @@ A task of a run (:func:`supervised`) may create a temp file only while its run i
 run's process closes the run (:meth:`RunTemps.close`) by unlinking the live mark, waiting for
 tasks that are creating a temp file at that moment (a shared flock each, against the closer's
 exclusive one; a lock and a "closed" mark in the run's own process), and only then removing the
-temp folders: once closed, no task of the run — in a given thread pool, a given process pool,
-anywhere — can make a temp file that the clean-up would miss.
+temp folders, which a closing mark, held from before the unlink, covers meanwhile: once closed,
+no task of the run — in a given thread pool, a given process pool, anywhere — can make a temp
+file that the clean-up would miss.
 
 A run whose process is gone leaves its live mark unlocked: the next run into the same folder
 (:func:`remove_stale`) removes that run's temp folders; a live mark that is still locked is a
@@ -54,6 +56,7 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
 
 LOCK_SUFFIX = ".lock" + TEMP_SUFFIX
+CLOSING_SUFFIX = ".closing" + TEMP_SUFFIX  # held by a run's process while it closes
 _NO_LOCKS = {errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF}
 CLOSE_WAIT = 2.0  # seconds the closer waits for tasks creating a temp file or deleting sources
 
@@ -107,6 +110,10 @@ def _owns(run_id: str) -> bool:
 
 def lock_path(folder: Path, run_id: str) -> Path:
     return folder / f"{TEMP_PREFIX}{run_id}{LOCK_SUFFIX}"
+
+
+def closing_path(folder: Path, run_id: str) -> Path:
+    return folder / f"{TEMP_PREFIX}{run_id}{CLOSING_SUFFIX}"
 
 
 def _flock(fd: int, how: int) -> bool:
@@ -317,10 +324,9 @@ def _lock_within(fd: int, seconds: float) -> bool:
 def remove_stale(output: Path, keep: str) -> list[str]:
     """Remove the temp folders of runs into ``output`` whose process is gone; return their ids.
 
-    A run is gone when its live mark can be locked exclusively (nobody holds it), or when it has
-    temp folders and no live mark at all and they are still there after the grace (a run that
-    is closing unlinks its mark, then removes its temp folders at once). The run ``keep`` (the
-    caller's) is never touched.
+    A run is gone when its live mark (or, while it closes, its closing mark) can be locked
+    exclusively (nobody holds it), or when it has temp folders and neither mark. The run ``keep``
+    (the caller's) is never touched.
     """
     try:
         names = os.listdir(output)
@@ -331,23 +337,25 @@ def remove_stale(output: Path, keep: str) -> list[str]:
         run = _run_of(name)
         if run is not None and run != keep and not _owns(run):
             runs.setdefault(run, []).append(name)
-    unmarked: dict[str, list[str]] = {}  # run id → its temp folders, no live mark seen
-    held: dict[str, int] = {}  # run id → its open live mark, held by another process right now
-    for run, its in sorted(runs.items()):
-        if not any(n.endswith(LOCK_SUFFIX) for n in its):
-            unmarked[run] = its
-            continue
-        try:
-            fd = os.open(lock_path(output, run), os.O_RDONLY)
-        except OSError:
-            continue
-        held[run] = fd
     gone = []
-    # one grace for all: a live run's mark stays held, a gone run's brief holds end, a closing
-    # run's temp folders go
+    held: dict[str, int] = {}  # run id → its open mark, held by another process right now
+    for run, its in sorted(runs.items()):
+        marks = [p for p in (lock_path(output, run), closing_path(output, run)) if p.name in its]
+        if not marks:
+            n = remove_temps(output, run)
+            gone.append(run)
+            log.debug("removed the temp folder(s) of run %s (no live mark; %d temp file(s))", run, n)
+            continue
+        for mark in marks:  # the live mark, else the closing one (a run unlinks the first as it closes)
+            try:
+                held[run] = os.open(mark, os.O_RDONLY)
+                break
+            except OSError:
+                continue
+    # one grace for all marks: a live run's mark stays held, a gone run's brief holds end
     deadline = time.monotonic() + STALE_GRACE
     try:
-        while held or unmarked:
+        while held:
             for run, fd in list(held.items()):
                 try:
                     locked = fcntl is not None and _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -360,23 +368,17 @@ def remove_stale(output: Path, keep: str) -> list[str]:
                     if os.fstat(fd).st_nlink == 0:
                         continue  # the run is closing itself
                     n = remove_temps(output, run)
-                    with contextlib.suppress(OSError):
-                        os.unlink(lock_path(output, run))
+                    for mark in (lock_path(output, run), closing_path(output, run)):
+                        with contextlib.suppress(OSError):
+                            os.unlink(mark)
                     gone.append(run)
                     log.debug("removed the temp folder(s) of run %s, whose process is gone (%d temp "
                               "file(s))", run, n)
                 finally:
                     os.close(fd)
-            for run, its in list(unmarked.items()):
-                if not any(os.path.lexists(os.path.join(output, n)) for n in its):
-                    del unmarked[run]  # removed by the run itself as it closed
-            if time.monotonic() >= deadline:
+            if not held or time.monotonic() >= deadline:
                 break
             time.sleep(0.002)
-        for run in sorted(unmarked):
-            n = remove_temps(output, run)
-            gone.append(run)
-            log.debug("removed the temp folder(s) of run %s (no live mark; %d temp file(s))", run, n)
     finally:
         for run, fd in held.items():
             log.debug("temp folder(s) of run %s kept: that run is live", run)
@@ -454,7 +456,11 @@ class RunTemps:
                 _live_marks.discard(fd)
             _idle.wait_for(lambda: not _busy.get(self.run_id), timeout=CLOSE_WAIT)
             _busy.pop(self.run_id, None)
+            closing = None
             if fd is not None:
+                # held until the temp folders are gone: a sweep never sees them without a held mark
+                with contextlib.suppress(OSError):
+                    closing = _create_held(closing_path(self.output, self.run_id))
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)  # tasks elsewhere see the run closed
                 if fcntl is not None:  # wait for tasks that passed the gate before the unlink
@@ -465,5 +471,9 @@ class RunTemps:
             try:
                 return remove_temps(self.output, self.run_id)
             finally:
+                if closing is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(closing_path(self.output, self.run_id))
+                    os.close(closing)
                 if fd is not None:
                     os.close(fd)

@@ -24,6 +24,7 @@ from safety_helpers import (
     assert_processes_gone,
     pool_workers,
     snapshot,
+    temp_files,
     text_bytes,
     write,
 )
@@ -427,6 +428,44 @@ def test_a_worker_sent_sigterm_before_it_first_ran_dies_of_it(tmp_path: Path) ->
     _fell_back(done, 40)  # before: "40 ok of 40 ... 2 worker(s), process pool", the SIGTERM lost
     assert "the worker processes exited before they started any stem" in done.stderr, done.stderr
     _archives(tmp_path / "out", 40)
+
+
+TERM_IN_FIRST_SUBMIT = """
+import os, signal, sys, time
+armed = [True]
+def _after_in_parent():  # a `kill -TERM` that lands while the pool forks its first worker
+    if armed[0]:
+        armed[0] = False
+        os.kill(os.getpid(), signal.SIGTERM)
+os.register_at_fork(after_in_parent=_after_in_parent)
+import zipkit
+if __name__ == "__main__":
+    t0 = time.monotonic()
+    try:
+        zipkit.zip_by_extension({src!r}, "dat", {out!r}, workers=2, compression="lzma",
+                                delete_sources=True, progress=False)
+        print("NOT STOPPED")
+    except zipkit.RunInterrupted as e:
+        print("STOPPED", round(time.monotonic() - t0, 2), e.report.summary_line())
+"""
+
+
+def test_a_sigterm_while_the_first_submit_forks_stops_the_run_at_once(tmp_path: Path) -> None:
+    """The signal is held while a submit forks and its handler runs as the submit returns, its
+    task not yet in flight: the run must kill the pool. (Before: the pool was shut down waiting,
+    so the run first archived its largest stem, lzma, and deleted its source.)"""
+    src, out = tmp_path / "src", tmp_path / "out"
+    write(src / "big.dat", text_bytes(12 << 20))
+    for i in range(20):
+        write(src / f"s{i:02}.dat", text_bytes(1000, i))
+    snap = snapshot(src)
+    script = _script(tmp_path, "job.py", TERM_IN_FIRST_SUBMIT, src=str(src), out=str(out))
+    done, _ = _run([sys.executable, str(script)], timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("STOPPED"), (done.stdout, done.stderr[-2000:])
+    assert float(done.stdout.split()[1]) < 3, done.stdout  # before: 4-20 s, the lzma stem's time
+    assert not (out / "big.zip").exists() and (src / "big.dat").exists()
+    assert_nothing_lost(snap, out)
+    assert not temp_files(out), temp_files(out)
 
 
 def test_a_threaded_script_that_deleted_itself_falls_back_before_any_worker(tmp_path: Path) -> None:

@@ -313,13 +313,13 @@ def init_pool_worker(queue: Any, marks: Any, stems: Sequence[StemPlan] = (),
     SIGTERM gets its default action back (a forked worker inherits the run's stop handler):
     a pool stops the workers left when one dies with SIGTERM, and an exit by SIGTERM is how
     the run tells a stopped worker from the one that died. A forked worker starts with SIGTERM
-    blocked (:func:`_sigterm_held`); one sent meanwhile ends it here.
+    blocked (:func:`_signals_held`); one sent meanwhile ends it here.
     """
     global _marks
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker.init_worker(queue, stems, options)  # SIGINT and SIGHUP: ignored, the parent's to take
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-    _worker.init_worker(queue, stems, options)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     _marks = marks
 
 
@@ -379,18 +379,22 @@ def kill_pool(pool: ProcessPoolExecutor) -> None:
     log.debug("killed %d worker process(es)", len(procs))
 
 
+_HELD = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
+
+
 @contextlib.contextmanager
-def _sigterm_held() -> Iterator[None]:
-    """SIGTERM is blocked in this thread while the block runs, and so in the workers it forks
-    until their initializer gives it its default action. Until then a forked worker has the run's
-    stop handler, which turns a SIGTERM into a flag that the handler's reset then drops: a pool
-    that broke as it started (a thread it could not start) stopped such a worker, which lived
-    on, and waited for it forever. Held, the signal waits and ends the worker. A SIGTERM to this
-    process meanwhile waits too, or goes to a thread that takes it."""
+def _signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP are blocked in this thread while the block runs, and so in the
+    workers it forks until their initializer has set their actions. Until then a forked worker
+    has the run's stop handler, which turns a SIGTERM into a flag that the handler's reset then
+    drops: a pool that broke as it started (a thread it could not start) stopped such a worker,
+    which lived on, and waited for it forever. Held, the signal waits and ends the worker. One to
+    this process meanwhile waits too (its handler runs as the block ends: the run then kills the
+    pool), or goes to a thread that takes it."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
         yield
     finally:
@@ -443,7 +447,7 @@ class OwnPool:
         self.given += idx
         try:
             if self.forked:  # a submit may fork workers
-                with _sigterm_held():
+                with _signals_held():
                     return self.pool.submit(run_marked, idx, None, None, self.task.run_id)
             return self.pool.submit(run_marked, idx, list(batch), self.task.options, self.task.run_id)
         except BrokenExecutor:  # a worker died: not a failed start

@@ -114,6 +114,7 @@ class Run:
         in_flight: InFlight = {}
         started: dict[Future[list[StemResult]], float] = {}
         overdue: set[Future[list[StemResult]]] = set()
+        raised = False
         try:
             while batcher or in_flight:
                 self._check_cancel()
@@ -213,9 +214,13 @@ class Run:
                         return
                 if timeout and current is not None:
                     self._watch_deadlines(in_flight, started, overdue, timeout, current)
+        except BaseException:  # a stop, maybe raised as a submit returned, its task not in flight yet:
+            raised = True      # the pool is killed, not waited for
+            raise
         finally:
             if current is not None:
-                current.close(kill=self.cancel is not None and self.cancel.is_set() or bool(in_flight))
+                cancelled = self.cancel is not None and self.cancel.is_set()
+                current.close(kill=raised or cancelled or bool(in_flight))
             elif not own:
                 for fut in in_flight:
                     fut.cancel()

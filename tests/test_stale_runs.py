@@ -189,3 +189,58 @@ def test_a_run_whose_close_waits_for_a_task_elsewhere_is_not_swept_meanwhile(tmp
     assert seen == {"swept": "[]\n", "kept": True}, seen  # before: the run's id, and its file gone
     assert removed == 1
     assert_no_temp_files(out)
+
+
+WATCH = """
+import fcntl, os, sys
+path, stop = sys.argv[1], sys.argv[2]
+print("watching", flush=True)
+unheld = 0
+while not os.path.exists(stop):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        continue
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a sweep does: it took the run for gone
+        unheld += 1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+print(unheld, flush=True)
+"""
+
+
+def test_a_live_mark_is_held_from_the_moment_it_appears(tmp_path: Path, monkeypatch) -> None:
+    """A new run's mark is made unnamed, locked, then linked into place. Plain ``os.link`` of
+    ``/proc/self/fd/N`` fails (EXDEV: it links the symlink), so every mark used to be created,
+    then locked, and a sweep in between took the new run for gone (the sweeper test's flake; in
+    /proc/locks the sweep held the mark and the run waited for it). The lock is slowed to 0.3 s
+    here; a process that watches the mark must never find it unheld."""
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    mark, stop = _tempfiles.lock_path(out, "0new0run0000"), tmp_path / "stop"
+    watcher = subprocess.Popen([sys.executable, "-c", WATCH, str(mark), str(stop)], stdout=subprocess.PIPE,
+                               text=True, preexec_fn=default_signals)
+    assert watcher.stdout is not None and watcher.stdout.readline() == "watching\n"
+    real = _tempfiles._flock
+
+    def slow_shared_lock(fd: int, how: int) -> bool:
+        if how == fcntl.LOCK_SH:
+            time.sleep(0.3)
+        return real(fd, how)
+
+    monkeypatch.setattr(_tempfiles, "_flock", slow_shared_lock)
+    fd = _tempfiles._create_held(mark)
+    try:
+        time.sleep(0.1)
+        stop.write_bytes(b"")
+        assert watcher.stdout.readline() == "0\n"  # before: 1 or more
+        assert os.stat(mark).st_ino == os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+        watcher.wait(10)

@@ -397,9 +397,13 @@ def _create_held(path: Path) -> int:
         except OSError:
             fd = -1  # no O_TMPFILE on this file system
         if fd >= 0:
+            folder = -1
             try:
                 _flock(fd, fcntl.LOCK_SH)
-                os.link(f"/proc/self/fd/{fd}", path)
+                folder = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+                # linkat(..., AT_SYMLINK_FOLLOW), which a dir_fd makes os.link call: plain link()
+                # links /proc's symlink itself and fails (EXDEV)
+                os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=folder)
             except FileExistsError:
                 os.close(fd)
                 raise
@@ -407,6 +411,9 @@ def _create_held(path: Path) -> int:
                 os.close(fd)  # cannot link it into place here: the plain way below
             else:
                 return fd
+            finally:
+                if folder >= 0:
+                    os.close(folder)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
     if fcntl is not None:
         _flock(fd, fcntl.LOCK_SH)

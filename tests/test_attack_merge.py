@@ -129,6 +129,14 @@ def test_disk_full_during_the_merge_copy_keeps_the_old_archive(tmp_path: Path, w
         assert fs.f_bfree * fs.f_frsize > 300_000, "the failed merge's space was not freed"
 
 
+def _size(path: Path) -> int:
+    """The size of a temp file, 0 once the run has renamed or removed it since it was listed."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigkill_during_a_merge_keeps_the_old_archive_and_the_next_run_cleans_up(
         tmp_path: Path, workers: str) -> None:
@@ -152,7 +160,7 @@ def test_sigkill_during_a_merge_keeps_the_old_archive_and_the_next_run_cleans_up
                             env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
-        big = wait_until(lambda: [p for p in temp_files(out) if p.stat().st_size > (64 << 10)], 60,
+        big = wait_until(lambda: [p for p in temp_files(out) if _size(p) > (64 << 10)], 60,
                          "the merge to be under way")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

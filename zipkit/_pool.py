@@ -312,8 +312,8 @@ def init_pool_worker(queue: Any, marks: Any, stems: Sequence[StemPlan] = (),
 
     SIGTERM gets its default action back (a forked worker inherits the run's stop handler):
     a pool stops the workers left when one dies with SIGTERM, and an exit by SIGTERM is how
-    the run tells a stopped worker from the one that died. A forked worker starts with SIGTERM
-    blocked (:func:`_signals_held`); one sent meanwhile ends it here.
+    the run tells a stopped worker from the one that died. A forked worker starts with the stop
+    signals blocked (:func:`_signals_held`); a SIGTERM sent meanwhile ends it here.
     """
     global _marks
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

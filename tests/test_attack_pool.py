@@ -191,6 +191,7 @@ def test_a_worker_killed_while_idle_charges_no_stem(tmp_path: Path, caplog) -> N
     _big_and_small(src)
     snap = snapshot(src)
     killed: list[int] = []
+    late: list[bool] = []  # the big stem was done by then (a loaded machine): nothing to restart
 
     def progress(ev: zipkit.ProgressEvent) -> None:
         if killed or ev.result is None or ev.result.stem != "small":
@@ -198,6 +199,7 @@ def test_a_worker_killed_while_idle_charges_no_stem(tmp_path: Path, caplog) -> N
         for proc in pool_workers():
             held = [f.path for f in proc.open_files() if f.path.startswith(str(src))]
             if not held:
+                late.append((out / "big.zip").exists())
                 os.kill(proc.pid, signal.SIGKILL)
                 killed.append(proc.pid)
                 return
@@ -208,7 +210,8 @@ def test_a_worker_killed_while_idle_charges_no_stem(tmp_path: Path, caplog) -> N
     assert not rep.failed and len(rep.ok) == 2
     attempts = {r.stem: r.attempts for r in rep.results}
     assert attempts == {"big": 1, "small": 1}, attempts
-    assert any("restarted 1 time(s)" in n for n in rep.notes), rep.notes
+    if not late[0]:  # late, the pool may end unbroken: its close must not wait for the dead worker (it hung)
+        assert any("restarted 1 time(s)" in n for n in rep.notes), rep.notes
     assert_nothing_lost(snap, out)
     assert_processes_gone(pool_workers(), timeout=5)
 

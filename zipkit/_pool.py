@@ -505,7 +505,10 @@ class OwnPool:
     def close(self, kill: bool) -> None:
         """Shut down (``kill``: kill the workers first), take the last messages, and join the
         threads the pool started, so that the next start method is decided on a quiet process."""
-        if kill:
+        procs = list(self.procs.values())
+        if kill or not getattr(self.pool, "_broken", False) and any(p.exitcode is not None for p in procs):
+            # a worker that died unnoticed (killed idle as the last result came in) may hold the task
+            # queue's lock: a shutdown's sentinels would wait for it, and the pool with them, forever
             kill_pool(self.pool)
         else:
             self.pool.shutdown(wait=True)

@@ -5,6 +5,7 @@ workers that die at start-up in a forked pool, and many stems under repeated kil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -226,8 +227,11 @@ def test_two_workers_killed_at_once_charge_their_two_stems(tmp_path: Path) -> No
     def progress(ev: zipkit.ProgressEvent) -> None:
         if hit or ev.bytes_done <= 0:
             return
+        workers = pool_workers()
+        for proc in workers:  # stopped while looked at: a worker cannot move on to its next stem
+            os.kill(proc.pid, signal.SIGSTOP)
         running = {}
-        for proc in pool_workers():
+        for proc in workers:
             held = [Path(f.path).stem for f in proc.open_files() if f.path.startswith(str(src))]
             if held:
                 running[proc.pid] = held[0]
@@ -235,6 +239,9 @@ def test_two_workers_killed_at_once_charge_their_two_stems(tmp_path: Path) -> No
             for pid in running:
                 os.kill(pid, signal.SIGKILL)
             hit.extend(running.values())
+        for proc in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
 
     rep = zipkit.zip_by_extension(src, "dat", out, workers=2, progress=progress, **SLOW)
     assert len(hit) == 2 and not rep.failed and len(rep.ok) == 6

@@ -188,6 +188,25 @@ def _big_and_small(src: Path) -> None:
     write(src / "small_1.dat", b"small")
 
 
+def _stuck_over_an_old_archive(tmp_path: Path, script: str) -> tuple[dict, list[str]]:
+    """A stuck run (``stuck_run``) over an old big.zip holding ``old_only.dat``: what the run said
+    per stem, and the members of big.zip afterwards."""
+    import json
+    import zipfile
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _big_and_small(src)
+    out.mkdir()
+    with zipfile.ZipFile(out / "big.zip", "w") as zf:
+        zf.writestr("old_only.dat", b"a member of the old archive")
+    time.sleep(0.01)
+    rc, stdout, stderr = stuck_run(script, src, out)
+    assert rc == 0, stderr[-3000:]
+    assert "worker process died; restarting the pool" in stderr, stderr[-3000:]
+    with zipfile.ZipFile(out / "big.zip") as zf:
+        return json.loads(stdout.strip().splitlines()[-1]), zf.namelist()
+
+
 def test_a_stuck_pool_broken_by_unstick_reports_the_deletions_its_workers_made(tmp_path: Path) -> None:
     """bd58add with --delete-sources: the big stem's worker deleted its sources, then died while
     sending its result; the pool is broken by unstick (the other worker SIGTERMed). The report
@@ -223,21 +242,8 @@ def test_a_stuck_pool_broken_by_unstick_still_lists_the_members_replace_dropped(
     listed in the report. The big stem's worker put its archive in place (dropping a member of
     the old one), then died sending its result: the stem is found finished on disk, and its
     report must still name the member it dropped."""
-    import json
-    import zipfile
-
-    src, out = tmp_path / "src", tmp_path / "out"
-    _big_and_small(src)
-    out.mkdir()
-    with zipfile.ZipFile(out / "big.zip", "w") as zf:
-        zf.writestr("old_only.dat", b"a member that replace drops")
-    time.sleep(0.01)
-    rc, stdout, stderr = stuck_run(STUCK_REPLACING, src, out)
-    assert rc == 0, stderr[-3000:]
-    assert "worker process died; restarting the pool" in stderr, stderr[-3000:]
-    said = json.loads(stdout.strip().splitlines()[-1])
-    with zipfile.ZipFile(out / "big.zip") as zf:
-        assert "old_only.dat" not in zf.namelist()  # dropped on disk ...
+    said, names = _stuck_over_an_old_archive(tmp_path, STUCK_REPLACING)
+    assert "old_only.dat" not in names  # dropped on disk ...
     assert said["big"] == ["ok", ["old_only.dat"]], said  # ... and so in the report
 
 
@@ -248,21 +254,8 @@ STUCK_MERGING = STUCK_REPLACING.replace('overwrite="replace"', 'overwrite="alway
 def test_a_stuck_pool_broken_by_unstick_still_counts_the_members_a_merge_carried(tmp_path: Path) -> None:
     """DESIGN: with ``always`` the report says per stem how many members were carried over; so
     too for a stem found finished on disk after its worker died sending its result."""
-    import json
-    import zipfile
-
-    src, out = tmp_path / "src", tmp_path / "out"
-    _big_and_small(src)
-    out.mkdir()
-    with zipfile.ZipFile(out / "big.zip", "w") as zf:
-        zf.writestr("old_only.dat", b"a member that a merge keeps")
-    time.sleep(0.01)
-    rc, stdout, stderr = stuck_run(STUCK_MERGING, src, out)
-    assert rc == 0, stderr[-3000:]
-    assert "worker process died; restarting the pool" in stderr, stderr[-3000:]
-    said = json.loads(stdout.strip().splitlines()[-1])
-    with zipfile.ZipFile(out / "big.zip") as zf:
-        assert "old_only.dat" in zf.namelist()
+    said, names = _stuck_over_an_old_archive(tmp_path, STUCK_MERGING)
+    assert "old_only.dat" in names
     assert said["big"] == ["ok", 1], said
 
 
